@@ -1,0 +1,7 @@
+"""``python -m posagent``."""
+
+import sys
+
+from posagent.cli import main
+
+sys.exit(main())

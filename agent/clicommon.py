@@ -1,0 +1,75 @@
+"""Shared command-line pieces: --sim/--config handling, language, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+
+from posagent.config import Config, load_config, resolve_path, sim_config_path
+from posagent.drivers.base import Level, Status
+
+
+class UsageError(Exception):
+    """Bad command-line use that argparse cannot see (exit 64)."""
+
+
+def add_config(p: argparse.ArgumentParser) -> None:
+    """--config accepted after the command too (``posagent status --config F``)."""
+    p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                   help="config file (default: $POSAGENT_CONFIG or /etc/posagent/posagent.toml)")
+
+
+def add_common(p: argparse.ArgumentParser, *, sim: bool = True, json: bool = True, lang: bool = True) -> None:
+    add_config(p)
+    if sim:
+        p.add_argument("--sim", action="store_true",
+                       help="use the built-in simulated terminal instead of the config's devices")
+    if json:
+        p.add_argument("--json", action="store_true", help="print one JSON object for machines")
+    if lang:
+        p.add_argument("--lang", choices=["en", "zh-CN"], help="language of the table and messages")
+    p.add_argument("--only", metavar="NAMES", help="comma-separated device names")
+
+
+def sim_state_dir() -> str:
+    return os.path.join(tempfile.gettempdir(), f"posagent-sim-{os.getuid()}")
+
+
+def load(args: argparse.Namespace) -> Config:
+    if getattr(args, "sim", False):
+        path = args.config or sim_config_path()
+        return load_config(path, state_dir_override=sim_state_dir())
+    return load_config(resolve_path(args.config))
+
+
+def setup_language(args: argparse.Namespace, config: Config | None) -> str:
+    from posagent.i18n import detect_language, set_language
+
+    lang = detect_language(getattr(args, "lang", None), config.agent.language if config else None)
+    set_language(lang)
+    return lang
+
+
+def only_names(args: argparse.Namespace, config: Config) -> list[str] | None:
+    raw = getattr(args, "only", None)
+    if not raw:
+        return None
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    known = {d.name for d in config.devices}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        from posagent.config.errors import did_you_mean
+
+        raise UsageError(f"--only: no device named '{unknown[0]}' in {config.path} "
+                         f"({did_you_mean(unknown[0], known)})")
+    return names
+
+
+def parse_level(text: str) -> Level:
+    return Level[text.upper()]
+
+
+def exit_code(statuses: list[Status]) -> int:
+    """0/1/2/3 by worst result; no results at all is unknown."""
+    return int(max(statuses, default=Status.UNKNOWN))

@@ -1,0 +1,24 @@
+"""``posagent config check [FILE]``: validate a config without running anything."""
+
+from __future__ import annotations
+
+import argparse
+
+from posagent.clicommon import add_config
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    add_config(p)
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=type(p))
+    check = sub.add_parser("check", help="validate a config file and report every problem")
+    check.add_argument("file", nargs="?", help="config file (default: the agent's config)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from posagent.config import load_config, resolve_path
+
+    path = args.file or resolve_path(getattr(args, "config", None))
+    config = load_config(path)  # ConfigError -> one line per problem, exit 78
+    names = ", ".join(f"{d.name} ({d.driver})" for d in config.devices) or "no devices"
+    print(f"{path}: OK: terminal {config.agent.terminal_id}, {len(config.devices)} device(s): {names}")
+    return 0

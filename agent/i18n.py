@@ -1,0 +1,58 @@
+"""Language selection and translation (stdlib gettext; catalogs under posagent/locale).
+
+Language: ``--lang``, else the config's ``language`` (unless "auto"), else the locale
+(LC_ALL / LC_MESSAGES / LANG starting with "zh" -> zh-CN), else English. JSON output and
+codes stay English; only human-facing text is translated.
+"""
+
+from __future__ import annotations
+
+import gettext
+import os
+from pathlib import Path
+
+SUPPORTED = ("en", "zh-CN")
+_current: gettext.NullTranslations = gettext.NullTranslations()
+_lang = "en"
+
+
+def detect_language(cli: str | None = None, configured: str | None = None) -> str:
+    if cli:
+        return normalize(cli)
+    if configured and configured != "auto":
+        return normalize(configured)
+    for var in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(var)
+        if value:
+            return "zh-CN" if value.lower().startswith("zh") else "en"
+    return "en"
+
+
+def normalize(lang: str) -> str:
+    low = lang.replace("_", "-").lower()
+    if low.startswith("zh"):
+        return "zh-CN"
+    return "en"
+
+
+def set_language(lang: str) -> None:
+    global _current, _lang
+    _lang = normalize(lang)
+    localedir = Path(__file__).parent / "locale"
+    gettext_name = _lang.replace("-", "_")
+    _current = gettext.translation("posagent", localedir=str(localedir), languages=[gettext_name],
+                                   fallback=True)
+
+
+def language() -> str:
+    return _lang
+
+
+def _(message: str) -> str:
+    """Translate a human-facing message into the current language."""
+    return _current.gettext(message)
+
+
+def N_(message: str) -> str:
+    """Mark a string for extraction without translating it now."""
+    return message

@@ -1,0 +1,1 @@
+"""Drivers: the interface, transports, one module per device family, and simulators."""

@@ -1,0 +1,42 @@
+"""Exceptions drivers raise, grouped by phase. The runner alone turns them into results.
+
+    DeviceError                 base; ``code`` is the stable result code, ``status`` its grade
+    ├── DeviceNotFound          the node/host/USB id is not there (e.g. PRINTER_NOT_CONNECTED)
+    ├── DeviceTimeout           no answer within the deadline (also a TimeoutError)
+    ├── ProtocolError           an answer that is not valid for the protocol (garbage, bad LRC)
+    └── DeviceIOError           the link broke mid-exchange (EIO, EOF, reset)
+
+Messages must never carry card data: drivers on the card path pass masked values only.
+"""
+
+from __future__ import annotations
+
+
+class DeviceError(Exception):
+    """A device could not be asked, or its answer could not be trusted."""
+
+    code = "DEVICE_ERROR"
+    status = "unknown"
+
+    def __init__(self, message: str, *, code: str | None = None, status: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+
+
+class DeviceNotFound(DeviceError):
+    code = "DEVICE_NOT_FOUND"
+
+
+class DeviceTimeout(DeviceError, TimeoutError):
+    code = "DEVICE_NO_RESPONSE"
+
+
+class ProtocolError(DeviceError):
+    code = "PROTOCOL_ERROR"
+
+
+class DeviceIOError(DeviceError):
+    code = "DEVICE_IO_ERROR"

@@ -1,0 +1,175 @@
+"""Driver ``host``: can this terminal reach the acquirer / fleet host?
+
+URL: ``tcp://host:port``, ``https://host/path`` (also ``http://``), or ``sim://host``.
+Measures DNS resolution time, TCP connect latency over ``tries`` attempts (loss %), and
+for http(s) URLs a TLS handshake (timed separately) and the HTTP status via httpx.
+
+Codes: HOST_OK, HOST_SLOW (warn), HOST_PACKET_LOSS (warn), HOST_DNS_FAILED,
+HOST_UNREACHABLE, HOST_TLS_FAILED, HOST_HTTP_ERROR, HOST_TIMEOUT (fail).
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from posagent.config.urls import DeviceURL, parse_url
+from posagent.config.values import Duration
+from posagent.drivers.base import Driver, Result, Status
+
+
+@dataclass(frozen=True)
+class HostOptions:
+    tries: int = 3
+    connect_timeout: Duration = Duration(3.0)
+    warn_latency_ms: float = 300.0
+    warn_http_ms: float = 2000.0
+    ca_file: str = ""
+    verify_tls: bool = True
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.tries <= 20:
+            raise ValueError("tries must be between 1 and 20")
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000.0, 2)
+
+
+class HostDriver(Driver):
+    name = "host"
+    family = "host"
+    description = "reachability of the acquirer or fleet host: DNS, TCP, TLS, HTTP"
+    schemes = ("tcp", "https", "http", "sim")
+    url_example = "tcp://acquirer.example.com:443"
+    support = "stable"
+    Options = HostOptions
+
+    def __init__(self, device: Any, env: Any) -> None:
+        super().__init__(device, env)
+        self._sim: Any = None
+
+    def _target(self) -> DeviceURL:
+        url = self.device.url
+        assert url is not None
+        if url.scheme != "sim":
+            return url
+        if self._sim is None:
+            from posagent.drivers.sim import start_sim
+
+            self._sim = start_sim("host", url.params)
+        return parse_url(self._sim.url)
+
+    def status(self) -> Result:
+        url = self._target()
+        opts: HostOptions = self.options
+        host, port = url.host, url.port or 443
+        m: dict[str, Any] = {}
+        fields: dict[str, Any] = {"host": f"{host}:{port}"}
+        t0 = time.perf_counter()
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as e:
+            return Result.fail("HOST_DNS_FAILED", f"cannot resolve {host}: {getattr(e, 'strerror', e)}",
+                               measurements={"dns_ms": _ms(t0)}, fields={**fields, "latency_ms": None})
+        m["dns_ms"] = _ms(t0)
+        family, _, _, _, addr = infos[0]
+        times, last_error = self._connects(family, addr, opts)
+        m["loss_pct"] = round(100.0 * (opts.tries - len(times)) / opts.tries, 1)
+        if not times:
+            return Result.fail("HOST_UNREACHABLE",
+                               f"0 of {opts.tries} TCP connects to {host}:{port} succeeded ({last_error})",
+                               measurements=m, fields={**fields, "latency_ms": None})
+        latency = round(statistics.median(times), 2)
+        m["connect_ms"] = latency
+        fields["latency_ms"] = latency
+        if url.scheme in ("http", "https"):
+            bad = self._http(url, family, addr, opts, m)
+            if bad is not None:
+                bad.measurements, bad.fields = m, fields
+                return bad
+        return self._grade(host, port, latency, m, fields, opts)
+
+    def _connects(self, family: int, addr: Any, opts: HostOptions) -> tuple[list[float], str]:
+        times: list[float] = []
+        last_error = ""
+        for _ in range(opts.tries):
+            s = socket.socket(family, socket.SOCK_STREAM)
+            s.settimeout(opts.connect_timeout)
+            t0 = time.perf_counter()
+            try:
+                s.connect(addr)
+                times.append(_ms(t0))
+            except TimeoutError:
+                last_error = f"no answer within {opts.connect_timeout:g} s"
+            except OSError as e:
+                last_error = (e.strerror or str(e)).lower()
+            finally:
+                s.close()
+        return times, last_error
+
+    def _http(self, url: DeviceURL, family: int, addr: Any, opts: HostOptions,
+              m: dict[str, Any]) -> Result | None:
+        host = url.host
+        ctx: ssl.SSLContext | None = None
+        if url.scheme == "https":
+            ctx = ssl.create_default_context(cafile=opts.ca_file or None)
+            if not opts.verify_tls:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            t0 = time.perf_counter()
+            try:
+                with socket.socket(family, socket.SOCK_STREAM) as raw:
+                    raw.settimeout(opts.connect_timeout)
+                    raw.connect(addr)
+                    with ctx.wrap_socket(raw, server_hostname=host) as tls:
+                        m["tls_version"] = tls.version()
+                m["tls_ms"] = _ms(t0)
+            except ssl.SSLCertVerificationError as e:
+                return Result.fail("HOST_TLS_FAILED", f"TLS certificate of {host} not trusted: "
+                                   f"{e.verify_message} (check the clock and the CA file)")
+            except (ssl.SSLError, ConnectionError, TimeoutError, OSError) as e:
+                why = "the server closed the connection" if isinstance(
+                    e, ssl.SSLEOFError | ConnectionResetError) or "EOF" in str(e) else str(e)
+                return Result.fail("HOST_TLS_FAILED", f"TLS handshake with {host} failed: {why}")
+        import httpx  # only on the http(s) path
+
+        t0 = time.perf_counter()
+        try:
+            # Plain http needs no TLS context (building the default one costs ~50 ms).
+            with httpx.Client(verify=ctx if ctx is not None else False,
+                              timeout=opts.connect_timeout + opts.warn_http_ms / 1000.0) as client:
+                resp = client.get(url.raw)
+        except httpx.TimeoutException:
+            return Result.fail("HOST_TIMEOUT", f"{host} accepted the connection but sent no HTTP reply in time")
+        except httpx.HTTPError as e:
+            return Result.fail("HOST_HTTP_ERROR", f"HTTP request to {host} failed: {e or type(e).__name__}")
+        m["http_ms"] = _ms(t0)
+        m["http_status"] = resp.status_code
+        if resp.status_code >= 500:
+            return Result.fail("HOST_HTTP_ERROR", f"{host} answered HTTP {resp.status_code}")
+        return None
+
+    def _grade(self, host: str, port: int, latency: float, m: dict[str, Any],
+               fields: dict[str, Any], opts: HostOptions) -> Result:
+        http_ms = m.get("http_ms")
+        status, code = Status.OK, "HOST_OK"
+        detail = f"{host}:{port} reachable, {latency:g} ms"
+        if http_ms is not None:
+            detail += f", HTTP {m['http_status']} in {http_ms:g} ms"
+        if latency > opts.warn_latency_ms or (http_ms is not None and http_ms > opts.warn_http_ms):
+            status, code = Status.WARN, "HOST_SLOW"
+            detail += f" (slow: above {opts.warn_latency_ms:g} ms TCP / {opts.warn_http_ms:g} ms HTTP)"
+        elif m["loss_pct"] > 0:
+            status, code = Status.WARN, "HOST_PACKET_LOSS"
+            detail += f", {m['loss_pct']:g} % of connects failed"
+        return Result(status, code, detail, measurements=m, fields=fields)
+
+    def close(self) -> None:
+        if self._sim is not None:
+            self._sim.stop()
+            self._sim = None

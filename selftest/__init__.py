@@ -1,0 +1,1 @@
+"""Self-test: the runner, report rendering and remediation hints."""

@@ -1,0 +1,93 @@
+"""The set of driver instances built from a config, kept open between uses.
+
+A device whose driver fails to build, or whose environment check fails, is still in the
+set: as a ``Broken`` entry that yields an ``unknown`` result with the reason, so one bad
+driver never takes a run down. A device poisoned by a hung call is rebuilt on next use.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from posagent.config.model import Config, DeviceConfig
+from posagent.drivers.base import Driver, DriverEnv
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Broken:
+    """A device that could not be set up: ``code`` and ``message`` say why."""
+
+    device: DeviceConfig
+    code: str
+    message: str
+
+
+class DeviceSet:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.env = DriverEnv(state_dir=config.agent.state_dir, terminal_id=config.agent.terminal_id,
+                             check_timeout=config.agent.check_timeout)
+        self._drivers: dict[str, Driver | Broken] = {}
+        self._lock = threading.Lock()
+
+    def names(self, only: list[str] | None = None) -> list[str]:
+        return [d.name for d in self.config.devices if d.enabled and (not only or d.name in only)]
+
+    def get(self, name: str) -> Driver | Broken:
+        with self._lock:
+            entry = self._drivers.get(name)
+            if entry is None:
+                entry = self._build(self.config.device(name))
+                self._drivers[name] = entry
+            return entry
+
+    def _build(self, dev: DeviceConfig) -> Driver | Broken:
+        from posagent.drivers.registry import DriverLoadError, load_driver
+
+        try:
+            cls = load_driver(dev.driver)
+        except DriverLoadError as e:
+            return Broken(dev, "DRIVER_LOAD_FAILED", str(e))
+        try:
+            driver = cls(dev, self.env)
+        except Exception as e:
+            log.error("driver %s for device %s failed to start: %s", dev.driver, dev.name, e, exc_info=True)
+            return Broken(dev, "DRIVER_ERROR", f"driver failed to start: {type(e).__name__}: {e}")
+        try:
+            missing = driver.check_environment()
+        except Exception as e:
+            missing = f"environment check failed: {e}"
+        if missing:
+            return Broken(dev, "DRIVER_UNAVAILABLE", missing)
+        return driver
+
+    def poison(self, name: str) -> None:
+        """Forget a driver stuck in a hung call; it is rebuilt on next use."""
+        with self._lock:
+            entry = self._drivers.pop(name, None)
+        if isinstance(entry, Driver):
+            threading.Thread(target=_close_quietly, args=(entry,), daemon=True).start()
+
+    def close(self) -> None:
+        with self._lock:
+            entries, self._drivers = list(self._drivers.values()), {}
+        for entry in entries:
+            if isinstance(entry, Driver):
+                _close_quietly(entry)
+
+    def __enter__(self) -> DeviceSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _close_quietly(driver: Driver) -> None:
+    try:
+        driver.close()
+    except Exception as e:
+        log.warning("closing %s failed: %s", driver.device.name, e)

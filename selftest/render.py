@@ -1,0 +1,108 @@
+"""Self-test and status output: a table for a person, one JSON object for machines."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from typing import Any, TextIO
+
+from posagent.drivers.base import Result, Status
+from posagent.i18n import _
+from posagent.selftest.hints import hint
+from posagent.selftest.runner import Report
+from posagent.selftest.textwidth import pad, width, wrap
+
+_COLOURS = {Status.OK: "32", Status.WARN: "33", Status.FAIL: "31", Status.UNKNOWN: "35"}
+
+
+def use_colour(stream: TextIO) -> bool:
+    return (stream.isatty() and "NO_COLOR" not in os.environ
+            and os.environ.get("TERM", "") != "dumb")
+
+
+def status_word(status: Status) -> str:
+    return {Status.OK: _("PASS"), Status.WARN: _("WARN"), Status.FAIL: _("FAIL"),
+            Status.UNKNOWN: _("UNKNOWN")}[status]
+
+
+def check_json(device: str, name: str, level: str, r: Result) -> dict[str, Any]:
+    return {"name": name, "device": device, "level": level, "status": r.status.label, "code": r.code,
+            "message": r.message, "hint": hint(r.code) if r.status != Status.OK else "",
+            "measurements": r.measurements, "duration_ms": r.duration_ms}
+
+
+def report_json(report: Report) -> dict[str, Any]:
+    out = {
+        "terminal_id": report.terminal_id,
+        "started_at": report.started_at.isoformat(timespec="seconds"),
+        "duration_ms": report.duration_ms,
+        "level": report.level.label,
+        "status": report.status.label,
+        "checks": [check_json(c.device, c.name, c.level.label, c.result) for c in report.checks],
+    }
+    if report.technician:
+        out["technician"] = report.technician
+    return out
+
+
+def device_json(driver: str, r: Result) -> dict[str, Any]:
+    """A device's object as the heartbeat carries it (and ``status --json`` prints)."""
+    obj: dict[str, Any] = {"driver": driver, "status": r.status.label, "code": r.code, "message": r.message}
+    obj.update(r.fields)
+    if r.measurements:
+        obj["measurements"] = r.measurements
+    return obj
+
+
+def render_table(rows: list[tuple[str, str, Result]], stream: TextIO, title: str) -> None:
+    """rows: (device, check, result). Columns fit the terminal; long text wraps."""
+    colour = use_colour(stream)
+    total = shutil.get_terminal_size((100, 24)).columns if stream.isatty() else 120
+    heads = [_("DEVICE"), _("CHECK"), _("RESULT"), _("DETAIL"), _("HINT")]
+    cells = [[dev, chk, status_word(r.status), r.message, hint(r.code) if r.status != Status.OK else ""]
+             for dev, chk, r in rows]
+    fixed = [max([width(heads[i])] + [width(c[i]) for c in cells]) for i in range(3)]
+    rest = max(30, total - sum(fixed) - 8)
+    detail_w = max(20, rest * 11 // 20)
+    hint_w = max(16, rest - detail_w)
+    widths = [*fixed, detail_w, hint_w]
+    print(title, file=stream)
+    print("  ".join(pad(h, w) for h, w in zip(heads, widths, strict=True)).rstrip(), file=stream)
+    print("  ".join("-" * w for w in widths), file=stream)
+    for (_dev, _chk, r), row in zip(rows, cells, strict=True):
+        detail, hint_lines = wrap(row[3], detail_w), wrap(row[4], hint_w)
+        for i in range(max(len(detail), len(hint_lines))):
+            parts = [row[0], row[1], row[2]] if i == 0 else ["", "", ""]
+            parts += [detail[i] if i < len(detail) else "", hint_lines[i] if i < len(hint_lines) else ""]
+            line = [pad(p, w) for p, w in zip(parts, widths, strict=True)]
+            if i == 0 and colour:
+                line[2] = f"\x1b[{_COLOURS[r.status]}m{line[2]}\x1b[0m"
+            print("  ".join(line).rstrip(), file=stream)
+
+
+def summary_line(statuses: list[Status]) -> str:
+    counts = {s: statuses.count(s) for s in Status}
+    worst = max(statuses, default=Status.UNKNOWN)
+    parts = [f"{counts[s]} {status_word(s).lower()}" for s in Status if counts[s]]
+    return f"{status_word(worst)}: " + ", ".join(parts)
+
+
+class ProgressLine:
+    """'[3/12] receipt.status' on stderr while checks run; only on a terminal."""
+
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
+        self.stream = stream
+        self.enabled = stream.isatty()
+
+    def __call__(self, what: str, rec: Any, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        text = f"[{done}/{total}] {what}" if what != "done" else f"[{done}/{total}]"
+        self.stream.write("\r\x1b[K" + text)
+        self.stream.flush()
+
+    def clear(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()

@@ -1,0 +1,232 @@
+"""The self-test runner: every device's checks, concurrently, each under its own timeout.
+
+Devices run in parallel (one thread each); a device's checks run in order, since they
+share one port. Each check runs in a daemon thread the coordinator waits on with the
+check's timeout: a check that hangs is cut and reported ``unknown`` (CHECK_TIMEOUT), the
+device's later checks are skipped, and the driver is rebuilt on next use. An exception
+becomes ``unknown`` with the reason; a return value that is not a Result becomes
+``unknown`` (DRIVER_BAD_RESULT). Interactive checks run after the rest, one at a time,
+because they talk to the technician. Only this module turns exceptions into results.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from posagent.drivers.base import Check, CheckContext, Driver, Level, Result, Status
+from posagent.drivers.errors import DeviceError
+from posagent.selftest.devices import Broken, DeviceSet
+
+log = logging.getLogger(__name__)
+
+#: Extra time a check thread gets past its timeout to return a result it already has.
+_GRACE = 0.05
+
+
+@dataclass
+class CheckRecord:
+    device: str
+    driver: str
+    name: str
+    level: Level
+    result: Result
+
+    @property
+    def key(self) -> str:
+        return f"{self.device}.{self.name}"
+
+
+@dataclass
+class Report:
+    terminal_id: str
+    level: Level
+    started_at: dt.datetime
+    duration_ms: float = 0.0
+    checks: list[CheckRecord] = field(default_factory=list)
+    technician: str = ""
+
+    @property
+    def status(self) -> Status:
+        return max((c.result.status for c in self.checks), default=Status.UNKNOWN)
+
+
+Progress = Callable[[str, CheckRecord | None, int, int], None]
+
+
+def call_with_timeout(fn: Callable[[], Any], timeout: float, what: str) -> Result:
+    """Run ``fn`` in a daemon thread; turn its outcome into a Result, cut at ``timeout``."""
+    box: list[Any] = []
+    done = threading.Event()
+
+    def target() -> None:
+        t0 = time.perf_counter()
+        try:
+            box.append(_as_result(fn(), what))
+        except BaseException as e:  # noqa: BLE001 - every failure becomes a result
+            box.append(_from_exception(e, what))
+        box[0].duration_ms = round((time.perf_counter() - t0) * 1000.0, 2)
+        done.set()
+
+    t0 = time.perf_counter()
+    threading.Thread(target=target, daemon=True, name=f"check-{what}").start()
+    if not done.wait(timeout + _GRACE):
+        r = Result.unknown("CHECK_TIMEOUT", f"no result within {timeout:g} s (device hung?)")
+        r.duration_ms = round((time.perf_counter() - t0) * 1000.0, 2)
+        return r
+    result: Result = box[0]
+    return result
+
+
+def _as_result(value: Any, what: str) -> Result:
+    if (isinstance(value, Result) and isinstance(value.status, Status) and isinstance(value.code, str)
+            and value.code and isinstance(value.message, str) and isinstance(value.measurements, dict)
+            and isinstance(value.fields, dict)):
+        return value
+    return Result.unknown("DRIVER_BAD_RESULT", f"driver returned {type(value).__name__} instead of a result")
+
+
+def _from_exception(e: BaseException, what: str) -> Result:
+    if isinstance(e, DeviceError):
+        try:
+            status = Status.parse(e.status)
+        except KeyError:
+            status = Status.UNKNOWN
+        return Result(status, e.code, str(e))
+    log.error("check %s raised %s: %s", what, type(e).__name__, e, exc_info=True)
+    return Result.unknown("DRIVER_ERROR", f"driver error: {type(e).__name__}: {e}")
+
+
+class Runner:
+    def __init__(self, devices: DeviceSet, *, progress: Progress | None = None,
+                 prompt: Callable[[str], str] | None = None, say: Callable[[str], None] | None = None,
+                 lang: str = "en") -> None:
+        self.devices = devices
+        self.progress = progress
+        self.prompt = prompt
+        self.say = say
+        self.lang = lang
+        self._lock = threading.Lock()
+        self._done = 0
+        self._total = 0
+
+    # -- public --------------------------------------------------------------
+    def selftest(self, level: Level, only: list[str] | None = None) -> Report:
+        cfg = self.devices.config
+        report = Report(cfg.agent.terminal_id, level, dt.datetime.now().astimezone())
+        t0 = time.perf_counter()
+        plan = self._plan(level, only)
+        self._total = sum(len(checks) for _, _, checks in plan)
+        self._done = 0
+        shared: dict[str, Result] = {}
+        # Non-interactive checks: devices concurrently; external checks after every
+        # device's internal ones so the test slip can print the internal results.
+        for lvl in (Level.INTERNAL, Level.EXTERNAL):
+            threads = []
+            for name, driver, checks in plan:
+                todo = [c for c in checks if c.level == lvl]
+                if todo:
+                    th = threading.Thread(target=self._run_device, daemon=True,
+                                          args=(name, driver, todo, report, shared, level))
+                    th.start()
+                    threads.append(th)
+            for th in threads:
+                th.join()
+        for name, driver, checks in plan:
+            todo = [c for c in checks if c.level == Level.INTERACTIVE]
+            if todo:
+                self._run_device(name, driver, todo, report, shared, level)
+        order = {n: i for i, n in enumerate(self.devices.names())}
+        report.checks.sort(key=lambda c: (order.get(c.device, 0), c.level))
+        report.duration_ms = round((time.perf_counter() - t0) * 1000.0, 1)
+        return report
+
+    def status(self, only: list[str] | None = None) -> dict[str, tuple[str, Result]]:
+        """Every device's status() concurrently; name -> (driver name, result)."""
+        out: dict[str, tuple[str, Result]] = {}
+        threads = []
+
+        def one(name: str) -> None:
+            entry = self.devices.get(name)
+            if isinstance(entry, Broken):
+                out[name] = (entry.device.driver, Result.unknown(entry.code, entry.message))
+                return
+            r = call_with_timeout(entry.status, entry.timeout, f"{name}.status")
+            if r.code == "CHECK_TIMEOUT":
+                self.devices.poison(name)
+            out[name] = (entry.name, r)
+
+        for name in self.devices.names(only):
+            th = threading.Thread(target=one, args=(name,), daemon=True)
+            th.start()
+            threads.append(th)
+        for th in threads:
+            th.join()
+        return {n: out[n] for n in self.devices.names(only)}
+
+    # -- internals -----------------------------------------------------------
+    def _plan(self, level: Level, only: list[str] | None) -> list[tuple[str, Driver | Broken, list[Check]]]:
+        plan: list[tuple[str, Driver | Broken, list[Check]]] = []
+        for name in self.devices.names(only):
+            entry = self.devices.get(name)
+            if isinstance(entry, Broken):
+                plan.append((name, entry, [Check("setup", Level.INTERNAL, _broken(entry))]))
+                continue
+            try:
+                checks = [c for c in entry.checks() if c.level <= level]
+            except Exception as e:
+                log.error("device %s: checks() raised %s", name, e, exc_info=True)
+                checks = [Check("setup", Level.INTERNAL, _raiser(e))]
+            plan.append((name, entry, checks))
+        return plan
+
+    def _run_device(self, name: str, driver: Driver | Broken, checks: list[Check], report: Report,
+                    shared: dict[str, Result], level: Level) -> None:
+        driver_name = driver.device.driver
+        timeout_default = driver.timeout if isinstance(driver, Driver) else 1.0
+        hung = False
+        for check in checks:
+            self._notify("start", None, f"{name}.{check.name}")
+            if hung:
+                result = Result.unknown("CHECK_SKIPPED", "skipped: an earlier check of this device hung")
+            else:
+                timeout = check.timeout or timeout_default
+                ctx = CheckContext(deadline=time.monotonic() + timeout, terminal_id=report.terminal_id,
+                                   level=level, prompt=self.prompt, say=self.say, results=shared,
+                                   state_dir=self.devices.config.agent.state_dir, lang=self.lang)
+                result = call_with_timeout(lambda c=check, x=ctx: c.run(x), timeout, f"{name}.{check.name}")
+                if result.code == "CHECK_TIMEOUT":
+                    hung = True
+                    self.devices.poison(name)
+            rec = CheckRecord(name, driver_name, check.name, check.level, result)
+            with self._lock:
+                shared[rec.key] = result
+                report.checks.append(rec)
+                self._done += 1
+            self._notify("done", rec, rec.key)
+
+    def _notify(self, event: str, rec: CheckRecord | None, what: str) -> None:
+        if self.progress is not None:
+            try:
+                self.progress(what if event == "start" else event, rec, self._done, self._total)
+            except Exception:  # progress display must never break a run
+                pass
+
+
+def _broken(entry: Broken) -> Callable[[CheckContext], Result]:
+    def run(ctx: CheckContext) -> Result:
+        return Result.unknown(entry.code, entry.message)
+
+    return run
+
+
+def _raiser(e: Exception) -> Callable[[CheckContext], Result]:
+    def run(ctx: CheckContext) -> Result:
+        raise e
+
+    return run
