@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class ConfigError(Exception):
     """One or more problems in a config file; ``str()`` gives one line per problem."""
@@ -17,11 +19,12 @@ def problem(file: str, key: str, what: str, fix: str = "") -> str:
     return f"{line}; {fix}" if fix else line
 
 
-def did_you_mean(word: str, choices: list[str] | tuple[str, ...] | set[str]) -> str:
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """A 'did you mean' suggestion, or the list of valid choices."""
     import difflib
 
-    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    choices = sorted(choices)
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     if close:
         return f"did you mean '{close[0]}'?"
-    return "valid: " + ", ".join(sorted(choices))
+    return "valid: " + ", ".join(choices)

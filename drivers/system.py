@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from posagent._version import BUILD_YEAR
-from posagent.drivers.base import Driver, Result, Status
+from posagent.drivers.base import Driver, Measurements, Result, Status
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class SystemDriver(Driver):
             findings.append((Status.FAIL, "TEMP_CRITICAL", f"CPU at {temp:g} °C"))
         elif temp is not None and temp >= o.temp_warn_c:
             findings.append((Status.WARN, "TEMP_HIGH", f"CPU at {temp:g} °C"))
-        measurements = {k: v for k, v in s.items() if isinstance(v, int | float) and v is not None}
+        measurements: Measurements = {k: v for k, v in s.items() if isinstance(v, int | float)}
         fields = {"uptime_s": s["uptime_s"], "disk_free_pct": free_pct, "clock": s["clock"]}
         if not findings:
             msg = f"disk {free_pct:g} % free, memory {s['memory_used_pct']:g} % used"

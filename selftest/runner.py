@@ -12,6 +12,7 @@ because they talk to the technician. Only this module turns exceptions into resu
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import threading
 import time
@@ -68,7 +69,7 @@ def call_with_timeout(fn: Callable[[], Any], timeout: float, what: str) -> Resul
         t0 = time.perf_counter()
         try:
             box.append(_as_result(fn(), what))
-        except BaseException as e:  # noqa: BLE001 - every failure becomes a result
+        except BaseException as e:
             box.append(_from_exception(e, what))
         box[0].duration_ms = round((time.perf_counter() - t0) * 1000.0, 2)
         done.set()
@@ -199,7 +200,7 @@ class Runner:
                 ctx = CheckContext(deadline=time.monotonic() + timeout, terminal_id=report.terminal_id,
                                    level=level, prompt=self.prompt, say=self.say, results=shared,
                                    state_dir=self.devices.config.agent.state_dir, lang=self.lang)
-                result = call_with_timeout(lambda c=check, x=ctx: c.run(x), timeout, f"{name}.{check.name}")
+                result = call_with_timeout(functools.partial(check.run, ctx), timeout, f"{name}.{check.name}")
                 if result.code == "CHECK_TIMEOUT":
                     hung = True
                     self.devices.poison(name)

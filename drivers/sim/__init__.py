@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from posagent.drivers.sim.base import Simulator, SimHandle
+from posagent.drivers.sim.base import SimHandle, Simulator
 
 #: family -> "module:Class"
 SIMULATORS: dict[str, str] = {
