@@ -105,6 +105,8 @@ _SCALAR_PARSERS: dict[Any, Any] = {
 
 
 def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return _type_name(next(a for a in typing.get_args(tp) if a is not type(None)))
     if tp is Duration:
         return 'a duration like "60s"'
     names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",

@@ -52,12 +52,13 @@ class DeviceURL:
         """The URL with any password masked, for logs and reports."""
         if self.password is None:
             return self.raw
-        return self.raw.replace(":" + urllib.parse.quote(self.password, safe="") + "@", ":***@", 1).replace(
-            ":" + self.password + "@", ":***@", 1
-        )
+        return re.sub(r"(//[^/:@]*):[^@/]*@", r"\1:***@", self.raw, count=1)
 
     def __str__(self) -> str:
         return self.redacted()
+
+    def __repr__(self) -> str:
+        return f"DeviceURL({self.redacted()!r})"
 
 
 def _bool(v: str) -> bool:

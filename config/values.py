@@ -64,7 +64,10 @@ def parse_hour_range(value: object) -> HourRange:
     if not isinstance(value, str) or value.count("-") != 1:
         raise ValueError(f"expected a range like \"08:00-22:00\", got {value!r}")
     a, b = value.split("-")
-    return HourRange(parse_time_of_day(a), parse_time_of_day(b))
+    try:
+        return HourRange(parse_time_of_day(a), parse_time_of_day(b))
+    except ValueError:
+        raise ValueError(f"expected a range like \"08:00-22:00\", got {value!r}") from None
 
 
 def parse_date(value: object) -> dt.date:

@@ -115,6 +115,7 @@ class Runner:
         self._lock = threading.Lock()
         self._done = 0
         self._total = 0
+        self._hung: set[str] = set()  # devices with a check still stuck in this run
 
     # -- public --------------------------------------------------------------
     def selftest(self, level: Level, only: list[str] | None = None) -> Report:
@@ -124,6 +125,7 @@ class Runner:
         plan = self._plan(level, only)
         self._total = sum(len(checks) for _, _, checks in plan)
         self._done = 0
+        self._hung.clear()
         shared: dict[str, Result] = {}
         # Non-interactive checks: devices concurrently; external checks after every
         # device's internal ones so the test slip can print the internal results.
@@ -190,10 +192,9 @@ class Runner:
                     shared: dict[str, Result], level: Level) -> None:
         driver_name = driver.device.driver
         timeout_default = driver.timeout if isinstance(driver, Driver) else 1.0
-        hung = False
         for check in checks:
             self._notify("start", None, f"{name}.{check.name}")
-            if hung:
+            if name in self._hung:
                 result = Result.unknown("CHECK_SKIPPED", "skipped: an earlier check of this device hung")
             else:
                 timeout = check.timeout or timeout_default
@@ -202,7 +203,7 @@ class Runner:
                                    state_dir=self.devices.config.agent.state_dir, lang=self.lang)
                 result = call_with_timeout(functools.partial(check.run, ctx), timeout, f"{name}.{check.name}")
                 if result.code == "CHECK_TIMEOUT":
-                    hung = True
+                    self._hung.add(name)
                     self.devices.poison(name)
             rec = CheckRecord(name, driver_name, check.name, check.level, result)
             with self._lock:

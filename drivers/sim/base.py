@@ -56,7 +56,8 @@ def convert_knob(name: str, spec: KnobSpec, raw: Any) -> Any:
     try:
         value = spec.type(raw)
     except ValueError as e:
-        raise ValueError(f"knob {name}={raw!r} must be a {spec.type.__name__}") from e
+        kind = {int: "an integer", float: "a number"}.get(spec.type, spec.type.__name__)
+        raise ValueError(f"knob {name}={raw!r} must be {kind}") from e
     if spec.choices and value not in spec.choices:
         raise ValueError(f"knob {name}={raw!r} must be one of {', '.join(spec.choices)}")
     return value

@@ -1,0 +1,87 @@
+"""End to end through the installed ``posagent`` executable."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import run_cli
+
+
+def test_selftest_sim_json_all_ok() -> None:
+    proc = run_cli("selftest", "--sim", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = json.loads(proc.stdout)
+    assert set(out) >= {"terminal_id", "started_at", "duration_ms", "level", "status", "checks"}
+    assert out["status"] == "ok" and out["level"] == "external"
+    assert out["checks"], "a simulated terminal has checks"
+    devices = {c["device"] for c in out["checks"]}
+    assert {"acquirer", "system"} <= devices
+    for c in out["checks"]:
+        assert set(c) >= {"name", "device", "level", "status", "code", "message", "hint", "measurements",
+                          "duration_ms"}
+        assert c["status"] == "ok", c
+
+
+def test_selftest_sim_table() -> None:
+    proc = run_cli("selftest", "--sim", "--lang", "en")
+    assert proc.returncode == 0, proc.stderr
+    head = proc.stdout.splitlines()[1]
+    for col in ("DEVICE", "CHECK", "RESULT", "DETAIL", "HINT"):
+        assert col in head
+    assert "\x1b[" not in proc.stdout  # not a terminal: no colour
+    assert "PASS" in proc.stdout.splitlines()[-1]
+
+
+def test_failing_device_exit_2_with_hint(write_config) -> None:
+    cfg = write_config('[[device]]\nname = "acq"\ndriver = "host"\nurl = "sim://host?status=503"\n')
+    proc = run_cli("selftest", "--config", str(cfg), "--json", "--lang", "en")
+    assert proc.returncode == 2, proc.stderr
+    check = json.loads(proc.stdout)["checks"][0]
+    assert (check["status"], check["code"]) == ("fail", "HOST_HTTP_ERROR") and check["hint"]
+
+
+def test_status_json_shape(write_config) -> None:
+    cfg = write_config('[[device]]\nname = "acq"\ndriver = "host"\nurl = "sim://host"\n'
+                       '[[device]]\nname = "box"\ndriver = "system"\n')
+    proc = run_cli("status", "--json", "--config", str(cfg))
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert set(out) == {"terminal_id", "status", "devices"}
+    acq = out["devices"]["acq"]
+    assert acq["driver"] == "host" and acq["status"] == "ok" and acq["latency_ms"] > 0
+
+
+def test_only_unknown_device_is_usage_error() -> None:
+    proc = run_cli("selftest", "--sim", "--only", "nosuch")
+    assert proc.returncode == 64 and "nosuch" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_usage_errors_exit_64() -> None:
+    for args in (["selftest", "--level", "loud"], ["frobnicate"], []):
+        proc = run_cli(*args)
+        assert proc.returncode == 64, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+
+
+def test_version_and_module_entry() -> None:
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("posagent ")
+    mod = subprocess.run([sys.executable, "-m", "posagent", "--version"], capture_output=True, text=True, timeout=30)
+    assert mod.returncode == 0 and mod.stdout == proc.stdout
+
+
+def test_version_does_not_import_heavy_libraries() -> None:
+    code = ("import sys; from posagent.cli import main\n"
+            "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('escpos', 'PIL', 'httpx', 'serial', 'psutil', 'usb') if m in sys.modules]\n"
+            "print('HEAVY=' + ','.join(heavy))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert proc.stdout.strip().splitlines()[-1] == "HEAVY=", proc.stdout
+
+
+def test_drivers_lists_builtins() -> None:
+    proc = run_cli("drivers")
+    for name in ("host", "system"):
+        assert any(line.startswith(name + " ") and "enabled" in line for line in proc.stdout.splitlines())

@@ -1,0 +1,193 @@
+"""The host driver against real servers on 127.0.0.1: reachable, refused, slow, closed
+mid-handshake, HTTP errors, silent server, and real TLS with a self-signed CA."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from posagent.config.loader import validate
+from posagent.drivers.base import Status
+from posagent.drivers.host import HostDriver
+from posagent.selftest.devices import DeviceSet
+from posagent.selftest.runner import Runner
+from tests.conftest import need_binary
+
+
+class Server:
+    """A loopback TCP server whose per-connection behaviour the test chooses."""
+
+    def __init__(self, handler, tls: ssl.SSLContext | None = None) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.handler = handler
+        self.tls = tls
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        try:
+            if self.tls is not None:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            self.handler(conn, self.stop)
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+        self.thread.join(2)
+
+
+def http_reply(status: int, delay: float = 0.0):
+    def handle(conn: socket.socket, stop: threading.Event) -> None:
+        conn.settimeout(5)
+        data = b""
+        while b"\r\n\r\n" not in data:  # bounded by the socket timeout and peer close
+            chunk = conn.recv(4096)
+            if not chunk:
+                return
+            data += chunk
+        if delay:
+            stop.wait(delay)  # the server is slow to answer: the behaviour under test
+        conn.sendall(f"HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
+
+    return handle
+
+
+def silent(conn: socket.socket, stop: threading.Event) -> None:
+    stop.wait(10)
+
+
+def close_at_once(conn: socket.socket, stop: threading.Event) -> None:
+    conn.close()
+
+
+@pytest.fixture
+def server() -> Iterator:
+    made: list[Server] = []
+
+    def make(handler, tls: ssl.SSLContext | None = None) -> Server:
+        s = Server(handler, tls)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.close()
+
+
+def host_status(tmp_path: Path, url: str, **options: object):
+    cfg = validate({"agent": {"state_dir": str(tmp_path)},
+                    "device": [{"name": "acq", "driver": "host", "url": url, "options": options}]}, "t.toml")
+    drv = HostDriver(cfg.devices[0], DeviceSet(cfg).env)
+    try:
+        return drv.status()
+    finally:
+        drv.close()
+
+
+def test_tcp_reachable(tmp_path: Path, server) -> None:
+    s = server(close_at_once)
+    r = host_status(tmp_path, f"tcp://127.0.0.1:{s.port}")
+    assert (r.status, r.code) == (Status.OK, "HOST_OK")
+    assert r.fields["latency_ms"] > 0 and r.measurements["loss_pct"] == 0.0
+    assert "dns_ms" in r.measurements
+
+
+def test_tcp_refused(tmp_path: Path) -> None:
+    probe = socket.create_server(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    r = host_status(tmp_path, f"tcp://127.0.0.1:{port}", tries=2)
+    assert (r.status, r.code) == (Status.FAIL, "HOST_UNREACHABLE")
+    assert "0 of 2" in r.message and "refused" in r.message
+    assert r.fields["latency_ms"] is None
+
+
+def test_http_ok_and_5xx(tmp_path: Path, server) -> None:
+    ok = server(http_reply(200))
+    r = host_status(tmp_path, f"http://127.0.0.1:{ok.port}/health")
+    assert (r.status, r.code) == (Status.OK, "HOST_OK") and r.measurements["http_status"] == 200
+    bad = server(http_reply(503))
+    r = host_status(tmp_path, f"http://127.0.0.1:{bad.port}/health")
+    assert (r.status, r.code) == (Status.FAIL, "HOST_HTTP_ERROR") and "503" in r.message
+
+
+def test_http_slow_is_warn(tmp_path: Path, server) -> None:
+    s = server(http_reply(200, delay=0.3))
+    r = host_status(tmp_path, f"http://127.0.0.1:{s.port}/", warn_http_ms=50.0)
+    assert (r.status, r.code) == (Status.WARN, "HOST_SLOW")
+    assert r.measurements["http_ms"] >= 300
+
+
+def test_http_silent_server_times_out(tmp_path: Path, server) -> None:
+    s = server(silent)
+    r = host_status(tmp_path, f"http://127.0.0.1:{s.port}/", connect_timeout="0.3s", warn_http_ms=100.0)
+    assert (r.status, r.code) == (Status.FAIL, "HOST_TIMEOUT")
+
+
+def test_https_closed_mid_handshake(tmp_path: Path, server) -> None:
+    s = server(close_at_once)
+    r = host_status(tmp_path, f"https://127.0.0.1:{s.port}/")
+    assert (r.status, r.code) == (Status.FAIL, "HOST_TLS_FAILED")
+    assert "closed" in r.message
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    openssl = need_binary("openssl", "openssl")
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(d / "key.pem"),
+                    "-out", str(d / "cert.pem")], check=True, capture_output=True, timeout=60)
+    return d / "cert.pem", d / "key.pem"
+
+
+def test_https_real_tls(tmp_path: Path, server, cert: tuple[Path, Path]) -> None:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert[0]), str(cert[1]))
+    s = server(http_reply(204), tls=ctx)
+    r = host_status(tmp_path, f"https://127.0.0.1:{s.port}/health", ca_file=str(cert[0]))
+    assert (r.status, r.code) == (Status.OK, "HOST_OK"), r.message
+    assert r.measurements["tls_ms"] > 0 and r.measurements["http_status"] == 204
+    # Without the CA the same server is not trusted.
+    r = host_status(tmp_path, f"https://127.0.0.1:{s.port}/health")
+    assert (r.status, r.code) == (Status.FAIL, "HOST_TLS_FAILED") and "not trusted" in r.message
+
+
+def test_dns_failure(tmp_path: Path, mocker) -> None:
+    # No resolver may be asked from a test (loopback only), so the lookup itself is faked.
+    mocker.patch("socket.getaddrinfo", side_effect=socket.gaierror(-2, "Name or service not known"))
+    r = host_status(tmp_path, "tcp://acquirer.example.invalid:443")
+    assert (r.status, r.code) == (Status.FAIL, "HOST_DNS_FAILED")
+    assert "acquirer.example.invalid" in r.message
+
+
+def test_runner_status_with_sim_host(tmp_path: Path) -> None:
+    cfg = validate({"agent": {"state_dir": str(tmp_path)},
+                    "device": [{"name": "a", "driver": "host", "url": "sim://host"},
+                               {"name": "b", "driver": "host", "url": "sim://host?status=500"}]}, "t.toml")
+    with DeviceSet(cfg) as devices:
+        out = Runner(devices).status()
+    assert out["a"][1].status == Status.OK and out["b"][1].code == "HOST_HTTP_ERROR"
