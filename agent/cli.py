@@ -64,7 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = _parser(command)
     except ModuleNotFoundError as e:
-        print(f"posagent: command '{command}' is not available in this build ({e.name})", file=sys.stderr)
+        from posagent.i18n import _, detect_language, set_language
+
+        set_language(detect_language(None, None))
+        print(_("posagent: command '{command}' is not available in this build ({module})").format(
+            command=command, module=e.name), file=sys.stderr)
         return EX_SOFTWARE
     args = parser.parse_args(argv)
     if args.command is None:
@@ -73,19 +77,23 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.debug)
     from posagent.clicommon import UsageError
     from posagent.config.errors import ConfigError
+    from posagent.i18n import _, detect_language, set_language
+
+    # Errors before the config is read (or about it) follow --lang and the locale.
+    set_language(detect_language(getattr(args, "lang", None), None))
 
     try:
         module = importlib.import_module(COMMANDS[args.command][0])
         return int(module.run(args))
     except ConfigError as e:
         for line in e.problems:
-            print(f"posagent: config error: {line}", file=sys.stderr)
+            print(_("posagent: config error: {problem}").format(problem=line), file=sys.stderr)
         return EX_CONFIG
     except UsageError as e:
-        print(f"posagent: usage error: {e}", file=sys.stderr)
+        print(_("posagent: usage error: {problem}").format(problem=e), file=sys.stderr)
         return EX_USAGE
     except KeyboardInterrupt:
-        print("posagent: interrupted", file=sys.stderr)
+        print(_("posagent: interrupted"), file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
@@ -95,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         import logging
 
         logging.getLogger("posagent").error("internal error", exc_info=True)
-        print(f"posagent: internal error: {type(e).__name__}: {e} (run with --debug for details)",
-              file=sys.stderr)
+        print(_("posagent: internal error: {error} (run with --debug for details)").format(
+            error=f"{type(e).__name__}: {e}"), file=sys.stderr)
         return EX_SOFTWARE
 
 

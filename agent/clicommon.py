@@ -60,9 +60,10 @@ def only_names(args: argparse.Namespace, config: Config) -> list[str] | None:
     unknown = [n for n in names if n not in known]
     if unknown:
         from posagent.config.errors import did_you_mean
+        from posagent.i18n import _
 
-        raise UsageError(f"--only: no device named '{unknown[0]}' in {config.path} "
-                         f"({did_you_mean(unknown[0], known)})")
+        raise UsageError(_("--only: no device named '{name}' in {file} ({suggestion})").format(
+            name=unknown[0], file=config.path, suggestion=did_you_mean(unknown[0], known)))
     return names
 
 

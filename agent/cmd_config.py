@@ -16,9 +16,11 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from posagent.config import load_config, resolve_path
+    from posagent.i18n import _
 
     path = args.file or resolve_path(getattr(args, "config", None))
     config = load_config(path)  # ConfigError -> one line per problem, exit 78
-    names = ", ".join(f"{d.name} ({d.driver})" for d in config.devices) or "no devices"
-    print(f"{path}: OK: terminal {config.agent.terminal_id}, {len(config.devices)} device(s): {names}")
+    names = ", ".join(f"{d.name} ({d.driver})" for d in config.devices) or _("no devices")
+    print(_("{file}: OK: terminal {terminal}, {count} device(s): {names}").format(
+        file=path, terminal=config.agent.terminal_id, count=len(config.devices), names=names))
     return 0

@@ -18,6 +18,7 @@ def run(args: argparse.Namespace) -> int:
     from posagent.clicommon import UsageError
     from posagent.config.urls import parse_url
     from posagent.drivers.sim import SIMULATORS, simulator_class, start_sim
+    from posagent.i18n import _
 
     urls = args.urls or [f"sim://{family}" for family in SIMULATORS]
     handles = []
@@ -28,11 +29,11 @@ def run(args: argparse.Namespace) -> int:
             except ValueError as e:
                 raise UsageError(str(e)) from None
             if url.scheme != "sim":
-                raise UsageError(f"'{raw}' is not a sim:// URL")
+                raise UsageError(_("'{url}' is not a sim:// URL").format(url=raw))
             try:
                 simulator_class(url.host)
             except ValueError as e:
-                print(f"posagent sim: skipping {raw}: {e}", file=sys.stderr)
+                print(_("posagent sim: skipping {url}: {reason}").format(url=raw, reason=e), file=sys.stderr)
                 continue
             handle = start_sim(url.host, url.params)
             handles.append(handle)

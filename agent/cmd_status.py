@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         json.dump(out, sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
     else:
-        rows = [(name, "status", r) for name, (_drv, r) in results.items()]
+        rows = [(name, "status", r, drv) for name, (drv, r) in results.items()]
         render_table(rows, sys.stdout, _("Status of {terminal}").format(terminal=config.agent.terminal_id))
         print(summary_line(statuses))
     return exit_code(statuses)

@@ -50,6 +50,8 @@ def language() -> str:
 
 def _(message: str) -> str:
     """Translate a human-facing message into the current language."""
+    if not message:  # gettext("") is the catalog's header, never a translation
+        return message
     return _current.gettext(message)
 
 

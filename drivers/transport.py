@@ -73,8 +73,9 @@ class ByteStream:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not poll(math.ceil(remaining * 1000)):
                 raise DeviceTimeout(f"{self.name}: {len(buf)} of {n} bytes within {timeout:.3g} s")
-            chunk = self._read_some(fd, n - len(buf))
-            buf += chunk
+            # Read greedily: what arrives beyond n stays buffered for the next read, so a
+            # reply read in pieces (ACK, header, body) costs one system call, not one each.
+            buf += self._read_some(fd, max(n - len(buf), 4096))
         out = bytes(buf[:n])
         del buf[:n]
         return out

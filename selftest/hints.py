@@ -16,6 +16,10 @@ HINTS: dict[str, str] = {
     "DRIVER_BAD_RESULT": N_("Software fault in the driver: send the agent log to support."),
     "DRIVER_LOAD_FAILED": N_("Reinstall posagent; if a third-party driver, check its installation."),
     "DRIVER_UNAVAILABLE": N_("Install what the message names, then run the test again."),
+    "DEVICE_ERROR": N_("Check the device's cable and power and test again; if it stays, send the log to support."),
+    "CONFIG_URL_UNSUPPORTED": N_("This driver cannot use that kind of URL: fix the device's url in the config."),
+    "USB_UNAVAILABLE": N_("Install the USB library (apt-get install libusb-1.0-0), then run the test again."),
+    "USB_NO_ENDPOINT": N_("The USB device is not the expected kind: check the vendor:product id in the config."),
     "DEVICE_NOT_FOUND": N_("Check the device is plugged in and powered, and the config names the right port."),
     "DEVICE_NO_RESPONSE": N_("Check the data cable and the device's power; power-cycle the device."),
     "DEVICE_IO_ERROR": N_("The link dropped: reseat the cable or USB adapter, then run the test again."),
@@ -51,7 +55,22 @@ def all_hints() -> dict[str, str]:
     return merged
 
 
-def hint(code: str) -> str:
-    """The hint for ``code`` in the current language, or "" for codes that need none."""
-    text = HINTS.get(code) or all_hints().get(code)
+def driver_catalog(driver: str | None, attr: str) -> dict[str, str]:
+    """One driver's ``hints`` (or ``messages``) by registry name; {} if unknown or broken."""
+    if not driver:
+        return {}
+    from posagent.drivers.registry import DriverLoadError, load_driver
+
+    try:
+        return dict(getattr(load_driver(driver), attr, {}) or {})
+    except DriverLoadError:
+        return {}
+
+
+def hint(code: str, driver: str | None = None) -> str:
+    """The hint for ``code`` in the current language, or "" for codes that need none.
+
+    With ``driver`` (the registry name), that driver's own hint comes first: two drivers
+    may use one code (READER_NOT_PRESENT) with different remedies."""
+    text = driver_catalog(driver, "hints").get(code) or HINTS.get(code) or all_hints().get(code)
     return _(text) if text else ""

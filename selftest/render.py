@@ -5,15 +5,19 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 from posagent.drivers.base import Result, Status
-from posagent.i18n import _
+from posagent.i18n import N_, _
 from posagent.selftest.hints import hint
+from posagent.selftest.messages import display_message
 from posagent.selftest.runner import Report
 from posagent.selftest.textwidth import pad, width, wrap
 
 _COLOURS = {Status.OK: "32", Status.WARN: "33", Status.FAIL: "31", Status.UNKNOWN: "35"}
+#: Level names as titles show them (``_(level.label)``); marked here for extraction.
+LEVEL_WORDS = (N_("internal"), N_("external"), N_("interactive"))
 
 
 def use_colour(stream: TextIO) -> bool:
@@ -26,9 +30,14 @@ def status_word(status: Status) -> str:
             Status.UNKNOWN: _("UNKNOWN")}[status]
 
 
-def check_json(device: str, name: str, level: str, r: Result) -> dict[str, Any]:
+def check_word(name: str) -> str:
+    """A check's name in the table's language (JSON keeps the name)."""
+    return _(name) if name else name
+
+
+def check_json(device: str, name: str, level: str, r: Result, driver: str | None = None) -> dict[str, Any]:
     return {"name": name, "device": device, "level": level, "status": r.status.label, "code": r.code,
-            "message": r.message, "hint": hint(r.code) if r.status != Status.OK else "",
+            "message": r.message, "hint": hint(r.code, driver) if r.status != Status.OK else "",
             "measurements": r.measurements, "duration_ms": r.duration_ms}
 
 
@@ -39,7 +48,7 @@ def report_json(report: Report) -> dict[str, Any]:
         "duration_ms": report.duration_ms,
         "level": report.level.label,
         "status": report.status.label,
-        "checks": [check_json(c.device, c.name, c.level.label, c.result) for c in report.checks],
+        "checks": [check_json(c.device, c.name, c.level.label, c.result, c.driver) for c in report.checks],
     }
     if report.technician:
         out["technician"] = report.technician
@@ -55,13 +64,17 @@ def device_json(driver: str, r: Result) -> dict[str, Any]:
     return obj
 
 
-def render_table(rows: list[tuple[str, str, Result]], stream: TextIO, title: str) -> None:
-    """rows: (device, check, result). Columns fit the terminal; long text wraps."""
+def render_table(rows: Sequence[tuple[str, str, Result] | tuple[str, str, Result, str]], stream: TextIO,
+                 title: str) -> None:
+    """rows: (device, check, result[, driver]). Columns fit the terminal; long text wraps.
+
+    With the driver's registry name, hints and messages prefer that driver's own."""
     colour = use_colour(stream)
     total = shutil.get_terminal_size((100, 24)).columns if stream.isatty() else 120
     heads = [_("DEVICE"), _("CHECK"), _("RESULT"), _("DETAIL"), _("HINT")]
-    cells = [[dev, chk, status_word(r.status), r.message, hint(r.code) if r.status != Status.OK else ""]
-             for dev, chk, r in rows]
+    full = [(row[0], row[1], row[2], row[3] if len(row) > 3 else None) for row in rows]
+    cells = [[dev, check_word(chk), status_word(r.status), display_message(r, drv),
+              hint(r.code, drv) if r.status != Status.OK else ""] for dev, chk, r, drv in full]
     fixed = [max([width(heads[i])] + [width(c[i]) for c in cells]) for i in range(3)]
     rest = max(30, total - sum(fixed) - 8)
     detail_w = max(20, rest * 11 // 20)
@@ -70,7 +83,7 @@ def render_table(rows: list[tuple[str, str, Result]], stream: TextIO, title: str
     print(title, file=stream)
     print("  ".join(pad(h, w) for h, w in zip(heads, widths, strict=True)).rstrip(), file=stream)
     print("  ".join("-" * w for w in widths), file=stream)
-    for (_dev, _chk, r), row in zip(rows, cells, strict=True):
+    for (_dev, _chk, r, _drv), row in zip(full, cells, strict=True):
         detail, hint_lines = wrap(row[3], detail_w), wrap(row[4], hint_w)
         for i in range(max(len(detail), len(hint_lines))):
             parts = [row[0], row[1], row[2]] if i == 0 else ["", "", ""]
@@ -84,8 +97,9 @@ def render_table(rows: list[tuple[str, str, Result]], stream: TextIO, title: str
 def summary_line(statuses: list[Status]) -> str:
     counts = {s: statuses.count(s) for s in Status}
     worst = max(statuses, default=Status.UNKNOWN)
-    parts = [f"{counts[s]} {status_word(s).lower()}" for s in Status if counts[s]]
-    return f"{status_word(worst)}: " + ", ".join(parts)
+    parts = [_("{count} {status}").format(count=counts[s], status=status_word(s).lower())
+             for s in Status if counts[s]]
+    return _("{worst}: {counts}").format(worst=status_word(worst), counts=_(", ").join(parts))
 
 
 class ProgressLine:

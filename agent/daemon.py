@@ -1,0 +1,424 @@
+"""The daemon's main loop (``posagent run``), what systemd starts on every terminal.
+
+One main thread decides and waits; the work happens elsewhere:
+- a *job* thread runs either a status round (every device's ``status()`` concurrently,
+  each cut at its timeout by the Runner) or the daily self-test, never both at once
+  since they share the ports;
+- the delivery thread sends the outbox upstream.
+The main loop commits each heartbeat, event and self-test report to the outbox, pings the
+systemd watchdog while it is alive, and handles SIGTERM (graceful stop, exit 0) and SIGHUP
+(reload; a bad new config is logged and the old one kept). Every wait is an Event wait.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import importlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from posagent.changes import Change, ChangeTracker
+from posagent.config.errors import ConfigError
+from posagent.config.model import Config
+from posagent.delivery import Delivery, DeliveryPolicy
+from posagent.drivers.base import Level, Status
+from posagent.messages import AgentState, DeviceResults
+from posagent.outbox import Outbox, OutboxError
+from posagent.sdnotify import Notifier
+from posagent.selftest.devices import DeviceSet
+from posagent.selftest.runner import Runner
+from posagent.upstream import Upstream, UpstreamError
+
+log = logging.getLogger("posagent.daemon")
+
+EX_CANTCREAT = 73
+STOP_GRACE = 5.0  # seconds a running check may take to finish on SIGTERM before it is abandoned
+WALL_RECHECK = 60.0  # re-read the wall clock at least this often (clock steps, DST)
+
+
+def open_outbox(config: Config) -> Outbox:
+    up = config.upstream
+    return Outbox(config.agent.state_dir, max_bytes=int(up.spool_max_mb * 2**20), max_age=float(up.spool_max_age))
+
+
+def make_upstream(config: Config, stop: threading.Event | None = None) -> tuple[Upstream | None, str | None]:
+    """(upstream, problem): no URL configured is (None, None); a bad setting is (None, reason)."""
+    if not config.upstream.url:
+        return None, None
+    try:
+        return Upstream(config.upstream, stop=stop or threading.Event()), None
+    except UpstreamError as e:
+        return None, str(e)
+
+
+def status_round(runner: Runner, config: Config) -> tuple[DeviceResults, dict[str, Any]]:
+    from posagent.drivers.system import snapshot
+
+    results = runner.status()
+    try:
+        system = snapshot(config.agent.state_dir)
+    except Exception as e:  # psutil oddities must not cost the heartbeat
+        log.warning("system figures unavailable: %s", e)
+        system = {}
+    return results, system
+
+
+def export_prometheus(path: str, heartbeat: dict[str, Any]) -> None:
+    """posagent.prom.write_textfile if that module is installed; never raises."""
+    try:
+        prom = importlib.import_module("posagent.prom")
+    except ImportError:
+        log.debug("posagent.prom not available: no textfile export")
+        return
+    try:
+        prom.write_textfile(path, heartbeat)
+    except Exception as e:
+        log.warning("prometheus textfile %s not written: %s", path, e)
+
+
+def history_status(state_dir: str, devices: dict[str, Any]) -> None:
+    """Let the history count paper-end / on-battery events seen between self-tests."""
+    try:
+        history = importlib.import_module("posagent.history")
+    except ImportError:
+        return
+    record = getattr(history, "record_status", None)
+    if record is None:
+        return
+    try:
+        record(state_dir, devices)
+    except Exception as e:
+        log.warning("history: device flags not recorded: %s", e)
+
+
+def record_history(config: Config, report: Any) -> None:
+    try:
+        history = importlib.import_module("posagent.history")
+    except ImportError:
+        return
+    try:
+        history.record_selftest(config, report)
+    except Exception as e:
+        log.warning("self-test not recorded in the history: %s", e)
+
+
+@dataclass
+class Job:
+    kind: str  # "status" | "selftest"
+    started: float
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
+    trigger: str = ""
+    reason: str = ""
+
+
+class Daemon:
+    def __init__(self, config: Config, reload: Callable[[], Config], *, notifier: Notifier | None = None,
+                 delivery_policy: DeliveryPolicy | None = None,
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now().astimezone()) -> None:
+        self.config = config
+        self._reload_fn = reload
+        self.notifier = notifier or Notifier()
+        self.delivery_policy = delivery_policy
+        self.clock = clock
+        self.state = AgentState(started_at=clock().replace(microsecond=0))
+        self._wake = threading.Event()
+        self._stop_requested = False
+        self._reload_requested = False
+        self._job: Job | None = None
+        self.devices: DeviceSet | None = None
+        self.runner: Runner | None = None
+        self.outbox: Outbox | None = None
+        self.delivery: Delivery | None = None
+        self.changes = ChangeTracker(float(config.schedule.event_dedupe))
+        self.heartbeats = 0
+        self._next_hb = 0.0
+        self._plan: Any = None
+
+    # -- signals --------------------------------------------------------------------
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if signum == signal.SIGHUP:
+            self._reload_requested = True
+        else:
+            self._stop_requested = True
+        self._wake.set()
+
+    # -- setup ------------------------------------------------------------------------
+    def _open(self, config: Config) -> None:
+        """Devices built (drivers opened); outbox and delivery for this config."""
+        self.devices = DeviceSet(config)
+        for name in self.devices.names():
+            self.devices.get(name)
+        self.runner = Runner(self.devices)
+
+    def _start_delivery(self, config: Config) -> None:
+        assert self.outbox is not None
+        upstream, problem = make_upstream(config)
+        if problem:
+            log.error("upstream not usable: %s; reports are kept in the outbox", problem)
+            self.state.last_error = problem
+        elif upstream is None:
+            log.warning("no upstream url configured: reports are kept in the outbox (bounded)")
+        self.delivery = Delivery(self.outbox, upstream, self.state, policy=self.delivery_policy,
+                                 on_change=self._wake.set)
+        self.delivery.start()
+
+    def _plan_selftest(self) -> None:
+        from posagent import schedule
+
+        cfg = self.config
+        now = self.clock()
+        first_seen = schedule.mark_first_seen(cfg.agent.state_dir, now)
+        last_run, _ = schedule.load_runs(cfg.agent.state_dir)
+        self._plan = schedule.plan_selftest(now, cfg.schedule, cfg.agent.terminal_id, last_run, first_seen)
+        log.info("next self-test %s at %s", self._plan.trigger, self._plan.at.isoformat(timespec="seconds"))
+
+    # -- main -------------------------------------------------------------------------
+    def run(self) -> int:
+        from posagent import schedule
+
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        try:
+            try:
+                self.outbox = open_outbox(self.config)
+            except OutboxError as e:
+                log.error("%s (is the state dir writable by this user?)", e)
+                return EX_CANTCREAT
+            self._open(self.config)
+            self._start_delivery(self.config)
+            self._plan_selftest()
+            cfg = self.config
+            booted = schedule.is_just_booted(cfg.agent.state_dir, schedule.read_boot_id(), schedule.system_uptime())
+            delay = schedule.startup_delay(booted, cfg.schedule)
+            if delay:
+                log.info("system just booted: first heartbeat in %.0f s (startup_jitter)", delay)
+            self._next_hb = time.monotonic() + delay
+            self.notifier.ready(status=f"started; {len(self.devices.names()) if self.devices else 0} devices")
+            log.info("posagent running as %s: %d devices, heartbeat every %g s", cfg.agent.terminal_id,
+                     len(self.devices.names()) if self.devices else 0, float(cfg.agent.heartbeat_interval))
+            self._loop()
+            return 0
+        finally:
+            self._shutdown()
+            for s, handler in old.items():
+                signal.signal(s, handler)
+
+    def _loop(self) -> None:
+        wd = self.notifier.watchdog_interval
+        next_wd = time.monotonic()
+        while True:
+            self._wake.clear()
+            if self._stop_requested:
+                return
+            now = time.monotonic()
+            if wd is not None and now >= next_wd:
+                self.notifier.watchdog()
+                next_wd = now + wd
+            self._collect_job()
+            if self._reload_requested and self._job is None:
+                self._reload_requested = False
+                self._reload()
+                continue
+            for change in self.changes.due(now):
+                self._commit_event(change)
+            if self._job is None:
+                wall = self.clock()
+                if now >= self._next_hb:
+                    self._next_hb = max(self._next_hb + float(self.config.agent.heartbeat_interval), now + 0.5)
+                    self._start_job("status")
+                elif self._plan is not None and wall >= self._plan.at:
+                    self._start_selftest(wall)
+            deadlines = []
+            if self._job is None:
+                deadlines.append(self._next_hb)
+                if self._plan is not None:
+                    deadlines.append(now + max(0.0, (self._plan.at - self.clock()).total_seconds()))
+            if wd is not None:
+                deadlines.append(next_wd)
+            trailing = self.changes.next_deadline()
+            if trailing is not None:
+                deadlines.append(trailing)
+            timeout = min(deadlines, default=now + WALL_RECHECK) - time.monotonic()
+            self._wake.wait(max(0.0, min(timeout, WALL_RECHECK)))
+
+    # -- jobs -------------------------------------------------------------------------
+    def _start_job(self, kind: str, level: Level = Level.INTERNAL, trigger: str = "", reason: str = "") -> None:
+        runner, config = self.runner, self.config
+        assert runner is not None
+        job = Job(kind, time.monotonic(), trigger=trigger, reason=reason)
+
+        def work() -> None:
+            try:
+                job.result = status_round(runner, config) if kind == "status" else runner.selftest(level)
+            except BaseException as e:
+                job.error = e
+            job.done.set()
+            self._wake.set()
+
+        self._job = job
+        threading.Thread(target=work, name=f"job-{kind}", daemon=True).start()
+
+    def _start_selftest(self, wall: dt.datetime) -> None:
+        from posagent import schedule
+
+        plan = self._plan
+        level, reason = schedule.level_for(wall, self.config.schedule)
+        log.info("self-test (%s) at level %s%s", plan.trigger, level.label, f": {reason}" if reason else "")
+        schedule.record_run(self.config.agent.state_dir, wall)  # like Persistent=true: stamped when it starts
+        self._plan = schedule.plan_selftest(wall, self.config.schedule, self.config.agent.terminal_id, wall,
+                                            None)
+        self._start_job("selftest", level, plan.trigger, reason)
+
+    def _collect_job(self) -> None:
+        job = self._job
+        if job is None or not job.done.is_set():
+            return
+        self._job = None
+        if job.error is not None:
+            log.error("%s job failed: %s: %s", job.kind, type(job.error).__name__, job.error, exc_info=job.error)
+            return
+        if job.kind == "status":
+            results, system = job.result
+            self._commit_heartbeat(results, system)
+            for change in self.changes.observe(results, time.monotonic()):
+                self._commit_event(change)
+        else:
+            self._commit_selftest(job)
+
+    # -- commits ----------------------------------------------------------------------
+    def _commit(self, kind: str, finalize: Any) -> dict[str, Any] | None:
+        assert self.outbox is not None
+        try:
+            message: dict[str, Any] = self.outbox.commit(kind, finalize)
+        except OutboxError as e:
+            log.error("%s not saved: %s", kind, e)
+            self.state.last_error = str(e)
+            return None
+        if self.delivery is not None:
+            self.delivery.notify_new()
+        return message
+
+    def _commit_heartbeat(self, results: DeviceResults, system: dict[str, Any]) -> None:
+        from posagent import messages
+
+        message = self._commit("heartbeat", messages.heartbeat(self.config, results, system, self.state))
+        if message is None:
+            return
+        self.heartbeats += 1
+        history_status(self.config.agent.state_dir, message["devices"])
+        if self.config.export.prometheus_textfile:
+            export_prometheus(self.config.export.prometheus_textfile, message)
+        self._status_line(results)
+
+    def _commit_event(self, change: Change) -> None:
+        from posagent import messages
+
+        log.info("device %s: %s -> %s %s (%s)", change.device,
+                 change.previous.status.label if change.previous else "?", change.current.status.label,
+                 change.current.code, change.current.message)
+        results = self.changes.latest()
+        self._commit("event", messages.event(self.config, change.device, change.driver, change.current,
+                                             change.previous, results, change.suppressed, self.state))
+
+    def _commit_selftest(self, job: Job) -> None:
+        from posagent import messages
+        from posagent.selftest.render import report_json
+
+        report = job.result
+        log.info("self-test finished: %s in %.0f ms", report.status.label, report.duration_ms)
+        self._commit("selftest", messages.selftest(self.config, report_json(report), job.trigger, job.reason,
+                                                   self.state))
+        record_history(self.config, report)
+
+    def _status_line(self, results: DeviceResults) -> None:
+        """The one line `systemctl status` shows."""
+        counts: dict[str, int] = {}
+        for _drv, r in results.values():
+            counts[r.status.label] = counts.get(r.status.label, 0) + 1
+        worst = max((r.status for _d, r in results.values()), default=Status.UNKNOWN).label
+        text = f"{worst}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        if self.outbox is not None:
+            try:
+                stats = self.outbox.stats()
+            except Exception as e:  # a status line must never cost the loop
+                log.debug("outbox stats: %s", e)
+            else:
+                text += f"; outbox {stats.backlog} waiting"
+                if stats.dropped_total:
+                    text += f", {stats.dropped_total} dropped"
+                text += f"; last delivery {stats.last_success_at or 'never'}"
+        if self.state.last_error:
+            text += f"; {self.state.last_error}"
+        self.notifier.status(text)
+
+    # -- reload and stop --------------------------------------------------------------
+    def _reload(self) -> None:
+        self.notifier.reloading()
+        try:
+            new = self._reload_fn()
+        except ConfigError as e:
+            for line in e.problems:
+                log.error("reload failed, keeping the old config: %s", line)
+            self.notifier.ready(status="reload failed: config error, old config kept (see the log)")
+            return
+        except Exception as e:
+            log.error("reload failed, keeping the old config: %s: %s", type(e).__name__, e)
+            self.notifier.ready(status="reload failed, old config kept")
+            return
+        old = self.config
+        if self.devices is not None:
+            self.devices.close()
+        self.config = new
+        self._open(new)
+        if new.agent.state_dir != old.agent.state_dir:
+            if self.delivery is not None:
+                self.delivery.stop(STOP_GRACE)
+            if self.outbox is not None:
+                self.outbox.close()
+            try:
+                self.outbox = open_outbox(new)
+            except OutboxError as e:
+                log.error("%s; keeping the old state dir", e)
+                self.config = dataclasses.replace(new, agent=dataclasses.replace(new.agent,
+                                                                                  state_dir=old.agent.state_dir))
+                self.outbox = open_outbox(self.config)
+            self._start_delivery(self.config)
+        else:
+            assert self.outbox is not None and self.delivery is not None
+            self.outbox.set_limits(int(new.upstream.spool_max_mb * 2**20), float(new.upstream.spool_max_age))
+            upstream, problem = make_upstream(new)
+            if problem:
+                log.error("upstream not usable: %s; reports are kept in the outbox", problem)
+            self.state.last_error = problem
+            self.delivery.replace_upstream(upstream)
+        self.changes.reset(float(new.schedule.event_dedupe))
+        self._plan_selftest()
+        self._next_hb = time.monotonic()  # a heartbeat at once shows the new config took
+        log.info("config reloaded from %s", new.path)
+        self.notifier.ready(status="config reloaded")
+
+    def _shutdown(self) -> None:
+        self.notifier.stopping(status="stopping")
+        job = self._job
+        if job is not None:
+            if job.done.wait(STOP_GRACE):
+                self._collect_job()
+            else:
+                log.warning("stopping: abandoning the running %s (a device did not answer in time)", job.kind)
+        if self.devices is not None:
+            closer = threading.Thread(target=self.devices.close, name="close-devices", daemon=True)
+            closer.start()
+            closer.join(STOP_GRACE)
+        if self.delivery is not None and not self.delivery.stop(STOP_GRACE):
+            log.warning("stopping: abandoning a delivery in flight (it stays in the outbox)")
+        if self.outbox is not None:
+            self.outbox.close()
+        self.notifier.close()
+        log.info("posagent stopped")

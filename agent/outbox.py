@@ -1,0 +1,320 @@
+"""The durable outbox: every report is committed to SQLite before it is sent.
+
+One file, ``outbox.db`` in the state dir, in WAL mode with ``synchronous=FULL``: once
+``commit()`` returns, the report survives a power cut. A report leaves the outbox only
+after a 2xx (``ack``) or a definite refusal of that one message (``reject``, recorded).
+
+``seq`` is one counter per terminal across all kinds and restarts; it is allocated in the
+same transaction that inserts the message, so a gap at the receiver means a loss, or a
+drop counted here. The spool is bounded by size and age; under pressure, superseded
+heartbeats go first, then events, then the newest heartbeat, self-test reports last.
+Every drop is counted per kind, persisted, and reported in the next messages.
+
+Delivery order: the newest heartbeat first (the dashboard wants the present), then the
+backlog oldest first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+KINDS = ("heartbeat", "event", "selftest")
+DB_NAME = "outbox.db"
+#: Drops are logged at once, then summed up at most this often (seconds).
+DROP_LOG_INTERVAL = 3600.0
+#: Rejected messages kept for diagnosis (metadata only).
+REJECTED_KEEP = 100
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    seq        INTEGER PRIMARY KEY,
+    kind       TEXT    NOT NULL,
+    message_id TEXT    NOT NULL UNIQUE,
+    created    REAL    NOT NULL,
+    bytes      INTEGER NOT NULL,
+    body       BLOB    NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_kind ON outbox (kind, seq);
+CREATE TABLE IF NOT EXISTS rejected (
+    seq        INTEGER PRIMARY KEY,
+    kind       TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    http_status INTEGER,
+    reason     TEXT NOT NULL,
+    at         REAL NOT NULL
+);
+"""
+
+# Drop order under size pressure: superseded heartbeats, events, the newest heartbeat, self-tests.
+_DROP_ORDER = """
+SELECT seq, kind, bytes FROM outbox
+ORDER BY CASE WHEN kind = 'heartbeat' AND seq < :newest THEN 0
+              WHEN kind = 'event' THEN 1
+              WHEN kind = 'heartbeat' THEN 2
+              ELSE 3 END, seq
+"""
+
+
+class OutboxError(Exception):
+    """The outbox cannot be opened or written (disk, permissions)."""
+
+
+@dataclass(frozen=True)
+class Stats:
+    seq: int  # the last seq allocated
+    backlog: int  # messages waiting for delivery
+    backlog_bytes: int
+    dropped: dict[str, int] = field(default_factory=dict)  # per kind, since the outbox was created
+    rejected: int = 0
+    last_success_at: str | None = None
+    oldest_created: float | None = None
+
+    @property
+    def dropped_total(self) -> int:
+        return sum(self.dropped.values())
+
+
+@dataclass(frozen=True)
+class Pending:
+    seq: int
+    kind: str
+    message_id: str
+    body: bytes
+    created: float
+    attempts: int
+
+
+class Outbox:
+    def __init__(self, state_dir: str, *, max_bytes: int, max_age: float,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.path = os.path.join(state_dir, DB_NAME)
+        self.max_bytes = max_bytes
+        self.max_age = max_age
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._unlogged: dict[str, int] = {}
+        self._drop_logged_at: float | None = None
+        try:
+            os.makedirs(state_dir, mode=0o750, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+            os.close(fd)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+            self._setup()
+        except (OSError, sqlite3.Error) as e:
+            raise OutboxError(f"cannot open the outbox {self.path}: {e}") from None
+
+    def _setup(self) -> None:
+        db = self._db
+        if db.execute("PRAGMA auto_vacuum").fetchone()[0] == 0 and not self._has_tables():
+            db.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only effective before the first table
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute("PRAGMA journal_size_limit = 1048576")  # truncate the WAL to 1 MB after checkpoints
+        db.execute("PRAGMA wal_autocheckpoint = 256")
+        db.execute("PRAGMA busy_timeout = 10000")
+        db.executescript(_SCHEMA)
+
+    def _has_tables(self) -> bool:
+        return self._db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0] > 0
+
+    def set_limits(self, max_bytes: int, max_age: float) -> None:
+        with self._lock:
+            self.max_bytes, self.max_age = max_bytes, max_age
+
+    # -- writing ----------------------------------------------------------------------
+    def commit(self, kind: str, finalize: Callable[[int, Stats], dict[str, Any]]) -> dict[str, Any]:
+        """Allocate the next seq, build the message with ``finalize(seq, stats)``, store it.
+
+        All in one transaction: either the message is durable with its seq, or neither is.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"unknown message kind {kind!r}")
+        with self._tx() as db:
+            seq = self._meta_int("seq") + 1
+            self._set_meta("seq", seq)
+            message = finalize(seq, self._stats_locked(seq))
+            body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            now = self.clock()
+            db.execute("INSERT INTO outbox (seq, kind, message_id, created, bytes, body) VALUES (?, ?, ?, ?, ?, ?)",
+                       (seq, kind, message["message_id"], now, len(body), body))
+            dropped = self._enforce_bounds(now)
+        if dropped:
+            self._log_drops(dropped)
+            with self._lock:
+                self._vacuum_quietly()
+        return message
+
+    def _log_drops(self, dropped: dict[str, int]) -> None:
+        """The first drop at once, then at most one summary line per DROP_LOG_INTERVAL (a long outage)."""
+        for kind, n in dropped.items():
+            self._unlogged[kind] = self._unlogged.get(kind, 0) + n
+        now = time.monotonic()
+        if self._drop_logged_at is not None and now - self._drop_logged_at < DROP_LOG_INTERVAL:
+            return
+        text = ", ".join(f"{n} {k}" for k, n in sorted(self._unlogged.items()))
+        log.warning("outbox over its bound (%g MB, %g days): dropped %s%s", self.max_bytes / 2**20,
+                    self.max_age / 86400, text, "" if self._drop_logged_at is None else " since the last report")
+        self._unlogged, self._drop_logged_at = {}, now
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the lock; any SQLite error becomes OutboxError."""
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as e:
+                raise OutboxError(f"cannot write the outbox {self.path}: {e}") from None
+
+    def _enforce_bounds(self, now: float) -> dict[str, int]:
+        db = self._db
+        dropped: dict[str, int] = {}
+        if self.max_age > 0:
+            cutoff = now - self.max_age
+            for kind, n in db.execute("SELECT kind, count(*) FROM outbox WHERE created < ? GROUP BY kind", (cutoff,)):
+                dropped[kind] = dropped.get(kind, 0) + n
+            db.execute("DELETE FROM outbox WHERE created < ?", (cutoff,))
+        total = db.execute("SELECT coalesce(sum(bytes), 0) FROM outbox").fetchone()[0]
+        if total > self.max_bytes:
+            newest = db.execute("SELECT coalesce(max(seq), 0) FROM outbox WHERE kind = 'heartbeat'").fetchone()[0]
+            victims: list[int] = []
+            for seq, kind, size in db.execute(_DROP_ORDER, {"newest": newest}):
+                if total <= self.max_bytes:
+                    break
+                victims.append(seq)
+                total -= size
+                dropped[kind] = dropped.get(kind, 0) + 1
+            db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in victims])
+        for kind, n in dropped.items():
+            self._set_meta(f"dropped_{kind}", self._meta_int(f"dropped_{kind}") + n)
+        return dropped
+
+    def _vacuum_quietly(self) -> None:
+        try:
+            self._db.execute("PRAGMA incremental_vacuum")
+        except sqlite3.Error as e:
+            log.debug("incremental vacuum failed: %s", e)
+
+    # -- delivery bookkeeping -----------------------------------------------------------
+    def next_pending(self, after_newest: bool = False) -> Pending | None:
+        """The newest heartbeat if one waits (unless ``after_newest``), else the oldest message."""
+        with self._lock:
+            row = None
+            if not after_newest:
+                row = self._db.execute(
+                    "SELECT seq, kind, message_id, body, created, attempts FROM outbox "
+                    "WHERE kind = 'heartbeat' ORDER BY seq DESC LIMIT 1").fetchone()
+            if row is None:
+                row = self._db.execute("SELECT seq, kind, message_id, body, created, attempts FROM outbox "
+                                       "ORDER BY seq LIMIT 1").fetchone()
+        return Pending(*row) if row else None
+
+    def get(self, seq: int) -> Pending | None:
+        with self._lock:
+            row = self._db.execute("SELECT seq, kind, message_id, body, created, attempts FROM outbox "
+                                   "WHERE seq = ?", (seq,)).fetchone()
+        return Pending(*row) if row else None
+
+    def ack(self, seq: int) -> None:
+        """Delivered (2xx): remove it and stamp the success time."""
+        stamp = dt.datetime.fromtimestamp(self.clock()).astimezone().isoformat(timespec="seconds")
+        with self._tx() as db:
+            db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+            self._set_meta("last_success_at", stamp)
+
+    def note_failure(self, seq: int, error: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE seq = ?", (error[:500], seq))
+
+    def reject(self, seq: int, http_status: int | None, reason: str) -> None:
+        """The upstream refused this message for good (a 4xx about the message): record, remove."""
+        with self._tx() as db:
+            row = db.execute("SELECT kind, message_id FROM outbox WHERE seq = ?", (seq,)).fetchone()
+            if row is not None:
+                db.execute("INSERT OR REPLACE INTO rejected (seq, kind, message_id, http_status, reason, at) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", (seq, row[0], row[1], http_status, reason[:500], self.clock()))
+                db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+                db.execute("DELETE FROM rejected WHERE seq NOT IN "
+                           "(SELECT seq FROM rejected ORDER BY seq DESC LIMIT ?)", (REJECTED_KEEP,))
+                self._set_meta("rejected", self._meta_int("rejected") + 1)
+
+    # -- reading ------------------------------------------------------------------------
+    def stats(self) -> Stats:
+        with self._lock:
+            return self._stats_locked(self._meta_int("seq"))
+
+    def _stats_locked(self, seq: int) -> Stats:
+        db = self._db
+        n, size, oldest = db.execute("SELECT count(*), coalesce(sum(bytes), 0), min(created) FROM outbox").fetchone()
+        last = db.execute("SELECT value FROM meta WHERE key = 'last_success_at'").fetchone()
+        return Stats(seq=seq, backlog=n, backlog_bytes=size,
+                     dropped={k: self._meta_int(f"dropped_{k}") for k in KINDS},
+                     rejected=self._meta_int("rejected"), last_success_at=last[0] if last else None,
+                     oldest_created=oldest)
+
+    def pending_seqs(self) -> list[int]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT seq FROM outbox ORDER BY seq")]
+
+    def rejected_rows(self) -> list[tuple[int, str, int | None, str]]:
+        with self._lock:
+            return list(self._db.execute("SELECT seq, kind, http_status, reason FROM rejected ORDER BY seq"))
+
+    def _meta_int(self, key: str) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def _set_meta(self, key: str, value: object) -> None:
+        self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._db.close()
+            except sqlite3.Error as e:
+                log.debug("closing the outbox: %s", e)
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def peek_next_seq(state_dir: str) -> int:
+    """The seq the next message would get, read without writing (for previews)."""
+    path = os.path.join(state_dir, DB_NAME)
+    if not os.path.exists(path):
+        return 1
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return 1
+    return int(row[0]) + 1 if row else 1

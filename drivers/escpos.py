@@ -1,0 +1,530 @@
+"""Driver ``escpos``: ESC/POS receipt printers (thermal and impact) over serial, TCP, USB.
+
+Status is the agent's own: flush stale input, send ``DLE EOT n`` (n = 1..4), read exactly
+one byte with a deadline, validate its fixed bits, decode bit by bit
+(``escpos_status``). python-escpos is used only to compose the test slip. The stream
+stays open between calls and is reopened after an I/O error (once per call).
+
+Codes: PRINTER_OK; warn: PAPER_NEAR_END, PRINTER_OVERHEAT (auto-recoverable error),
+RIBBON_WORN; fail: PRINTER_OFFLINE, PRINTER_COVER_OPEN, PAPER_END, CUTTER_ERROR,
+PRINTER_MECHANICAL_ERROR, PRINTER_UNRECOVERABLE_ERROR, SLIP_INTERRUPTED; unknown:
+PRINTER_NOT_CONNECTED, PRINTER_NO_RESPONSE, PRINTER_PROTOCOL_ERROR, SLIP_NOT_CONFIRMED,
+SLIP_FAILED.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from posagent.config.values import Duration
+from posagent.drivers.base import Check, CheckContext, Driver, Level, Measurements, Result, Status
+from posagent.drivers.errors import DeviceError, DeviceIOError, DeviceNotFound, DeviceTimeout, ProtocolError
+from posagent.drivers.escpos_counters import Counters, CounterStore, counter_path, ribbon_grade
+from posagent.drivers.escpos_slip import Job, SlipInfo, compose_lines, compose_slip
+from posagent.drivers.escpos_status import (
+    EOT_KINDS,
+    ID_BYTE_QUERIES,
+    ID_REPLY_MASK,
+    ID_STRING_END,
+    ID_STRING_MAX,
+    ID_STRING_QUERIES,
+    EscposStatus,
+    Finding,
+    Identity,
+    check_eot_reply,
+    check_id_byte,
+    decode_status,
+    eot_query,
+    grade,
+    gs_i,
+    identity_from,
+    is_eot_reply,
+    parse_id_string,
+)
+from posagent.i18n import N_
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+IDENTITY_RETRY_S = 3600.0
+GS_R_PAPER = b"\x1dr\x01"  # GS r 1: non-real-time, so its reply marks the end of a job
+OFFLINE_BIT = 0x08
+_MAX_JOB_POLLS = 10_000
+
+
+@dataclass(frozen=True)
+class EscposOptions:
+    impact: bool = False  # dot-matrix: ribbon counted, text-only slip
+    ribbon_life_lines: int = 0  # rated ribbon life in printed lines; 0 = unknown (count, never warn)
+    ribbon_warn_pct: float = 80.0  # RIBBON_WORN from this share of the life
+    paper_width_mm: float = 80.0
+    line_height_mm: float = 4.23  # ESC 2 default spacing, 1/6 inch
+    columns: int = 0  # characters per line; 0 = from the paper width (80 mm: 42, 58 mm: 32)
+    slip_qr: bool = True  # QR code of the terminal id on the test slip (thermal only)
+    cut: str = "partial"  # partial | full | none
+    feed_lines: int = 4  # lines fed before the cut
+    drawer_open_level: str = ""  # high | low: drawer pin 3 level meaning "open"; "" = not reported
+    text_encoding: str = "ascii"  # ascii | cp437 | gb18030, for print_lines()
+    reply_timeout: Duration = Duration(1.0)  # wait for one DLE EOT reply
+    identity_timeout: Duration = Duration(0.3)  # wait for one GS I reply (unsupported n: no reply)
+    job_timeout: Duration = Duration(30.0)  # wait for a printed job to finish (capped by the check)
+    connect_timeout: Duration = Duration(3.0)  # TCP connect
+
+    def __post_init__(self) -> None:
+        if self.cut not in ("partial", "full", "none"):
+            raise ValueError("cut must be partial, full or none")
+        if self.drawer_open_level not in ("", "high", "low"):
+            raise ValueError('drawer_open_level must be "high", "low" or "" (not reported)')
+        if self.text_encoding not in ("ascii", "cp437", "gb18030"):
+            raise ValueError("text_encoding must be ascii, cp437 or gb18030")
+        if self.ribbon_life_lines < 0:
+            raise ValueError("ribbon_life_lines cannot be negative")
+        if not 0 < self.ribbon_warn_pct <= 100:
+            raise ValueError("ribbon_warn_pct must be between 0 and 100")
+        if not 20 <= self.paper_width_mm <= 120 or not 0 < self.line_height_mm <= 20:
+            raise ValueError("paper_width_mm must be 20-120 and line_height_mm 0-20")
+        if not 0 <= self.columns <= 255 or not 0 <= self.feed_lines <= 255:
+            raise ValueError("columns and feed_lines must be 0-255")
+        if min(self.reply_timeout, self.identity_timeout, self.job_timeout, self.connect_timeout) <= 0:
+            raise ValueError("timeouts must be positive")
+
+    @property
+    def line_columns(self) -> int:
+        if self.columns:
+            return self.columns
+        return 42 if self.paper_width_mm >= 70 else 32
+
+
+class EscposDriver(Driver):
+    name = "escpos"
+    family = "printer"
+    description = "ESC/POS receipt printer: real-time status, identity, test slip, paper and ribbon counters"
+    schemes = ("serial", "tcp", "usb", "sim")
+    url_example = "serial:///dev/ttyS0?baudrate=38400"
+    support = "beta"
+    Options = EscposOptions
+    hints: ClassVar[dict[str, str]] = {
+        "PRINTER_NOT_CONNECTED": N_("Check the printer's data cable and power, and the port in the config."),
+        "PRINTER_NO_RESPONSE": N_("Check the data cable and the printer's power; power-cycle the printer."),
+        "PRINTER_PROTOCOL_ERROR": N_("The printer answered nonsense: check the baud rate in the config and the cable."),
+        "PRINTER_OFFLINE": N_("Press the printer's online/feed button or power-cycle it; check for a paper jam."),
+        "PRINTER_COVER_OPEN": N_("Close the printer cover firmly until it clicks."),
+        "PAPER_END": N_("Load a new paper roll and close the cover."),
+        "PAPER_NEAR_END": N_("The paper roll is nearly used up: have a new roll ready."),
+        "CUTTER_ERROR": N_("Open the cover, clear the paper jam at the cutter, close the cover."),
+        "PRINTER_MECHANICAL_ERROR": N_("Open the cover, free the print head carriage, then power-cycle the printer."),
+        "PRINTER_UNRECOVERABLE_ERROR": N_("Power-cycle the printer; if the error stays, send it for service."),
+        "PRINTER_OVERHEAT": N_("The print head is hot: let the printer cool down; it recovers by itself."),
+        "RIBBON_WORN": N_("Replace the ribbon, then run: posagent printer ribbon-changed NAME"),
+        "SLIP_INTERRUPTED": N_("The link dropped while printing: reseat the data cable, then print the test again."),
+        "SLIP_NOT_CONFIRMED": N_("The printer did not finish the test slip: check the paper path and the slip."),
+        "SLIP_FAILED": N_("The test slip could not be composed: reinstall posagent (python-escpos)."),
+    }
+
+    #: Message templates per code, for tables in other languages (selftest/messages.py).
+    messages: ClassVar[dict[str, str]] = {
+        "PRINTER_OK": N_("Printer ready: paper ok, cover closed"),
+        "PRINTER_NOT_CONNECTED": N_("Printer not connected: {detail}"),
+        "PRINTER_NO_RESPONSE": N_("The printer does not answer"),
+        "PRINTER_PROTOCOL_ERROR": N_("The printer's answer makes no sense (garbled)"),
+        "PRINTER_OFFLINE": N_("Printer offline"),
+        "PRINTER_COVER_OPEN": N_("Printer cover open"),
+        "PAPER_END": N_("Paper end"),
+        "PAPER_NEAR_END": N_("Paper near end"),
+        "CUTTER_ERROR": N_("Autocutter error (paper jam?)"),
+        "PRINTER_MECHANICAL_ERROR": N_("Printer mechanical error"),
+        "PRINTER_UNRECOVERABLE_ERROR": N_("Unrecoverable printer error"),
+        "PRINTER_OVERHEAT": N_("Print head too hot (recovers by itself)"),
+        "RIBBON_WORN": N_("Ribbon at {ribbon_used_pct} % of its rated life"),
+        "PRINTER_ID_OK": N_("Model {model}, firmware {firmware}"),
+        "PRINTER_ID_NOT_REPORTED": N_("The printer does not report its model and firmware"),
+        "PRINTER_ID_NOT_READ": N_("Identity not read: the printer is offline"),
+        "SLIP_OK": N_("Test slip printed; printer ready"),
+        "SLIP_INTERRUPTED": N_("The link to the printer broke during the test slip"),
+        "SLIP_NOT_CONFIRMED": N_("The printer did not confirm the end of the test slip"),
+        "SLIP_FAILED": N_("The test slip could not be composed: {detail}"),
+    }
+
+    def __init__(self, device: Any, env: Any) -> None:
+        super().__init__(device, env)
+        self._stream: Any = None
+        self._lock = threading.RLock()
+        self._identity: Identity | None = None
+        self._identity_next = 0.0  # monotonic time from which to ask GS I (again)
+        self._counters = CounterStore(counter_path(env.state_dir, device.name)) if env.state_dir else None
+
+    def check_environment(self) -> str | None:
+        url = self.device.url
+        if url is not None and url.scheme == "usb" and importlib.util.find_spec("usb") is None:
+            return "pyusb is not installed (pip install pyusb; apt-get install libusb-1.0-0)"
+        return None
+
+    # -- the link ----------------------------------------------------------------
+    def _where(self) -> str:
+        return f"printer {self.device.name}"
+
+    def _open(self) -> Any:
+        url = self.device.url
+        if url is None:
+            raise DeviceNotFound(f"{self._where()}: no URL configured", code="PRINTER_NOT_CONNECTED")
+        try:
+            if url.scheme == "usb":
+                from posagent.drivers.usbio import UsbStream
+
+                return UsbStream(url)
+            from posagent.drivers.transport import open_stream
+
+            return open_stream(url, timeout=self.options.connect_timeout)
+        except (DeviceNotFound, DeviceTimeout, DeviceIOError) as e:
+            raise DeviceNotFound(f"{self._where()} not connected: {e}", code="PRINTER_NOT_CONNECTED") from e
+
+    def _drop_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        self._identity, self._identity_next = None, 0.0  # a reconnect may be another printer
+        if stream is not None:
+            try:
+                stream.close()
+            except Exception as e:  # closing must never raise
+                log.debug("closing %s: %s", self._where(), e)
+
+    def _exchange(self, fn: Callable[[Any], T], *, retry: bool = True) -> T:
+        """Run ``fn(stream)`` under the lock; after an I/O error on a stream that had been
+        open since an earlier call (a stale TCP connection, a replugged adapter), reopen once."""
+        with self._lock:
+            for attempt in (1, 2):
+                fresh = self._stream is None
+                if fresh:
+                    self._stream = self._open()
+                try:
+                    return fn(self._stream)
+                except DeviceIOError as e:
+                    self._drop_stream()
+                    if fresh or attempt == 2 or not retry:
+                        raise DeviceIOError(f"{self._where()}: link lost ({e})", code="PRINTER_NOT_CONNECTED") from e
+                    log.info("%s: reopening after %s", self._where(), e)
+            raise AssertionError("unreachable")
+
+    # -- status ------------------------------------------------------------------
+    def query(self, n: int) -> int:
+        """One real-time exchange: DLE EOT n -> the validated status byte."""
+        return self._exchange(lambda s: self._query_on(s, n))
+
+    def _query_on(self, s: Any, n: int) -> int:
+        timeout = self.options.reply_timeout
+        s.flush_input()
+        try:
+            s.write(eot_query(n), timeout=timeout)
+            data = s.read_exact(1, timeout)
+        except DeviceTimeout as e:
+            raise DeviceTimeout(f"{self._where()} did not answer DLE EOT {n} within {timeout:g} s",
+                                code="PRINTER_NO_RESPONSE") from e
+        try:
+            return check_eot_reply(n, data)
+        except ProtocolError as e:
+            raise ProtocolError(f"{self._where()}: {e}", code="PRINTER_PROTOCOL_ERROR") from e
+
+    def read_status(self) -> EscposStatus:
+        """DLE EOT 1..4, decoded; raises DeviceError (silence, garbage, no device)."""
+        st = self._exchange(lambda s: decode_status(bytes(self._query_on(s, n) for n in EOT_KINDS)))
+        self._note_paper(st)
+        return st
+
+    def status(self) -> Result:
+        t0 = time.perf_counter()
+        try:
+            st = self.read_status()
+        except DeviceError as e:
+            return self._unknown(e)
+        ms = round((time.perf_counter() - t0) * 1000.0, 3)
+        self._maybe_identity(st)
+        return self._graded(st, {"status_ms": ms})
+
+    def _maybe_identity(self, st: EscposStatus) -> None:
+        """Ask GS I once per connection (again after IDENTITY_RETRY_S if unanswered), and
+        only while online: an offline printer holds GS I in its buffer."""
+        if st.offline or time.monotonic() < self._identity_next:
+            return
+        try:
+            self.read_identity()
+        except DeviceError as e:  # identity is best effort; the status stands
+            log.info("%s: identity not read: %s", self._where(), e)
+            self._identity_next = time.monotonic() + IDENTITY_RETRY_S
+
+    def _graded(self, st: EscposStatus, m: Measurements, prefix: str = "") -> Result:
+        counters = self._read_counters()
+        findings = grade(st)
+        ribbon = self._ribbon(counters, m)
+        if ribbon in ("near_end", "end"):
+            findings.append(Finding(Status.WARN, "RIBBON_WORN",
+                                    f"ribbon at {m.get('ribbon_used_pct')} % of its rated life"))
+        findings.sort(key=lambda f: f.status, reverse=True)
+        fields = self._fields(st, counters, ribbon)
+        if not self.options.impact and counters is not None:
+            m["paper_used_mm"] = counters.paper_mm
+        if not findings:
+            model = self._identity.model if self._identity else None
+            msg = "ready: paper ok, cover closed" + (f" ({model})" if model else "")
+            return Result.ok("PRINTER_OK", prefix + msg, measurements=m, fields=fields)
+        top = findings[0]
+        msg = "; ".join(f.message for f in findings)
+        return Result(top.status, top.code, prefix + msg, measurements=m, fields=fields)
+
+    def _unknown(self, e: DeviceError) -> Result:
+        try:
+            status = Status.parse(e.status)
+        except KeyError:
+            status = Status.UNKNOWN
+        code = e.code
+        counters = self._read_counters()
+        m: Measurements = {}
+        ribbon = self._ribbon(counters, m)
+        return Result(status, code, str(e), measurements=m, fields=self._fields(None, counters, ribbon))
+
+    def _fields(self, st: EscposStatus | None, counters: Counters | None, ribbon: str | None) -> dict[str, Any]:
+        ident = self._identity
+        f: dict[str, Any] = {
+            "paper": st.paper if st else "unknown",
+            "cover": st.cover if st else "unknown",
+            "ribbon": ribbon,
+            "model": ident.model if ident else None,
+            "firmware": ident.firmware_text if ident else None,
+        }
+        if st is not None:
+            f["online"] = not st.offline
+            f["errors"] = st.error_flags
+            f["drawer_pin3"] = "high" if st.drawer_pin3_high else "low"
+            level = self.options.drawer_open_level
+            if level:
+                f["drawer"] = "open" if (st.drawer_pin3_high == (level == "high")) else "closed"
+            f["feed_button"] = st.feed_button
+            f["status_bytes"] = st.hex()
+        if counters is not None:
+            f["counters"] = {"lines_printed": counters.lines_total, "cuts": counters.cuts_total,
+                             "paper_mm": counters.paper_mm, "paper_end_at": counters.paper_end_at}
+            if self.options.impact:
+                f["counters"].update(ribbon_lines=counters.ribbon_lines,
+                                     ribbon_changed_at=counters.ribbon_changed_at)
+        return f
+
+    def _ribbon(self, counters: Counters | None, m: Measurements) -> str | None:
+        if not self.options.impact:
+            return None
+        if counters is None:
+            return "unknown"
+        state, pct = ribbon_grade(counters.ribbon_lines, self.options.ribbon_life_lines,
+                                  self.options.ribbon_warn_pct)
+        m["ribbon_lines"] = counters.ribbon_lines
+        if pct is not None:
+            m["ribbon_used_pct"] = pct
+        return state
+
+    # -- counters ----------------------------------------------------------------
+    def _read_counters(self) -> Counters | None:
+        return self._counters.read() if self._counters is not None else None
+
+    def _note_paper(self, st: EscposStatus) -> None:
+        if self._counters is None:
+            return
+        try:
+            self._counters.paper_state(st.paper == "end")
+        except OSError as e:
+            log.warning("%s: cannot update %s: %s", self._where(), self._counters.path, e)
+
+    def _count(self, job: Job) -> None:
+        if self._counters is None:
+            return
+        try:
+            self._counters.add_printed(job.lines, job.length_mm(self.options.line_height_mm), job.cuts)
+        except OSError as e:
+            log.warning("%s: cannot update %s: %s", self._where(), self._counters.path, e)
+
+    # -- identity ----------------------------------------------------------------
+    def read_identity(self) -> Identity:
+        """GS I 1, 2, 3 and 65, 66, 67; unanswered ones stay None (not an error)."""
+        ident = self._exchange(self._identity_on)
+        self._identity = ident
+        self._identity_next = math.inf if ident.answered else time.monotonic() + IDENTITY_RETRY_S
+        return ident
+
+    def _identity_on(self, s: Any) -> Identity:
+        timeout = self.options.identity_timeout
+        ids: dict[int, int] = {}
+        strings: dict[int, str] = {}
+        for n in ID_BYTE_QUERIES:
+            s.flush_input()
+            s.write(gs_i(n), timeout=timeout)
+            try:
+                ids[n] = check_id_byte(n, s.read_exact(1, timeout))
+            except DeviceTimeout:
+                continue
+        if not ids:
+            return identity_from(ids, strings)  # ignores GS I altogether: spare the string waits
+        for n in ID_STRING_QUERIES:
+            s.flush_input()
+            s.write(gs_i(n), timeout=timeout)
+            try:
+                strings[n] = parse_id_string(n, self._read_id_string(s, n, timeout))
+            except DeviceTimeout:
+                continue
+        return identity_from(ids, strings)
+
+    @staticmethod
+    def _read_id_string(s: Any, n: int, timeout: float) -> bytes:
+        deadline = time.monotonic() + timeout
+        out = bytearray()
+        for _ in range(ID_STRING_MAX + 2):
+            out += s.read_exact(1, max(0.0, deadline - time.monotonic()))
+            if out[-1] == ID_STRING_END and len(out) > 1:
+                return bytes(out)
+        raise ProtocolError(f"GS I {n}: no 00 terminator within {ID_STRING_MAX + 2} bytes",
+                            code="PRINTER_PROTOCOL_ERROR")
+
+    # -- jobs --------------------------------------------------------------------
+    def _run_job(self, s: Any, job: Job, deadline: float) -> str:
+        """Send a job, then GS r 1, and wait for its reply (the job is done), polling
+        DLE EOT 1 meanwhile. Returns "done", "offline" or "timeout"."""
+        s.flush_input()
+        s.write(job.data, timeout=max(0.5, deadline - time.monotonic()))
+        s.write(GS_R_PAPER, timeout=self.options.reply_timeout)
+        pending = 0
+        outcome = "timeout"
+        poll = min(0.25, self.options.reply_timeout)
+        for _ in range(_MAX_JOB_POLLS):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                b = s.read_exact(1, min(poll, remaining))[0]
+            except DeviceTimeout:
+                if pending < 4:  # at most a few real-time probes outstanding
+                    s.write(eot_query(1), timeout=self.options.reply_timeout)
+                    pending += 1
+                continue
+            if (b & ID_REPLY_MASK) == 0:
+                outcome = "done"
+                break
+            if not is_eot_reply(b):
+                raise ProtocolError(f"{self._where()}: byte 0x{b:02X} during a job is neither a "
+                                    "GS r nor a DLE EOT reply", code="PRINTER_PROTOCOL_ERROR")
+            pending -= 1
+            if b & OFFLINE_BIT:
+                outcome = "offline"
+                break
+        for _ in range(max(0, pending)):  # replies still due must not answer a later query
+            try:
+                s.read_exact(1, self.options.reply_timeout)
+            except DeviceTimeout:
+                break
+        return outcome
+
+    def _print(self, job: Job, deadline: float) -> tuple[str, EscposStatus | None]:
+        outcome = self._exchange(lambda s: self._run_job(s, job, deadline), retry=False)
+        if outcome == "done":
+            self._count(job)
+        try:
+            st = self.read_status()
+        except DeviceTimeout:
+            st = None
+        return outcome, st
+
+    def print_lines(self, lines: list[str]) -> None:
+        """Print plain text lines, feed and cut (for a visit report). Raises DeviceError
+        when the printer is not ready, the link drops, or the job does not finish."""
+        o: EscposOptions = self.options
+        st = self.read_status()
+        bad = [f for f in grade(st) if f.status >= Status.FAIL]
+        if bad:
+            raise DeviceError(f"{self._where()} not ready: {bad[0].message}", code=bad[0].code, status="fail")
+        job = compose_lines(lines, columns=o.line_columns, encoding=o.text_encoding, feed_lines=o.feed_lines,
+                            cut=o.cut)
+        outcome, after = self._print(job, time.monotonic() + o.job_timeout)
+        if outcome != "done":
+            worst = grade(after) if after is not None else []
+            why = worst[0].message if worst else f"no end-of-job answer ({outcome})"
+            raise DeviceError(f"{self._where()}: printing did not finish: {why}",
+                              code=worst[0].code if worst else "SLIP_NOT_CONFIRMED",
+                              status="fail" if worst else "unknown")
+
+    # -- checks ------------------------------------------------------------------
+    def checks(self) -> list[Check]:
+        return [
+            Check("status", Level.INTERNAL, lambda ctx: self.status(), "paper, cover, errors (DLE EOT 1-4)"),
+            Check("identity", Level.INTERNAL, self._check_identity, "model and firmware (GS I)"),
+            Check("slip", Level.EXTERNAL, self._check_slip, "print a test slip and confirm the printer is ready"),
+        ]
+
+    def _check_identity(self, ctx: CheckContext) -> Result:
+        st = self.read_status()
+        if st.offline:
+            return Result.ok("PRINTER_ID_NOT_READ", "identity not read: the printer is offline and answers "
+                             "GS I only when online (see the status check)")
+        ident = self.read_identity()
+        fields = {"model": ident.model, "firmware": ident.firmware_text, **ident.type_flags}
+        if not ident.answered:
+            return Result.ok("PRINTER_ID_NOT_REPORTED", "the printer answers status but not GS I "
+                             "(model and firmware not reported)", fields=fields)
+        parts = [ident.model or "model not reported", f"firmware {ident.firmware_text or 'not reported'}"]
+        parts += [name.replace("_", " ") for name, on in ident.type_flags.items() if on]
+        return Result.ok("PRINTER_ID_OK", ", ".join(parts), fields=fields)
+
+    def _check_slip(self, ctx: CheckContext) -> Result:
+        o: EscposOptions = self.options
+        st = self.read_status()
+        before = self._graded(st, {})
+        if before.status >= Status.FAIL or st.offline:
+            before.message = "test slip not printed: " + before.message
+            return before
+        self._maybe_identity(st)
+        from posagent._version import __version__
+
+        ident = self._identity
+        info = SlipInfo(terminal_id=ctx.terminal_id or self.env.terminal_id,
+                        local_time=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                        agent_version=__version__, model=ident.model if ident else None,
+                        firmware=ident.firmware_text if ident else None, results=dict(ctx.results),
+                        device_name=self.device.name)
+        try:
+            job = compose_slip(info, columns=o.line_columns, qr=o.slip_qr and not o.impact,
+                               feed_lines=o.feed_lines, cut=o.cut)
+        except ImportError as e:
+            return Result.unknown("SLIP_FAILED", f"cannot compose the test slip: {e}")
+        margin = 4 * o.reply_timeout + 0.2  # keep time for the status read after the job
+        deadline = min(time.monotonic() + o.job_timeout, ctx.deadline - margin)
+        t0 = time.perf_counter()
+        try:
+            outcome, after = self._print(job, deadline)
+        except DeviceIOError as e:
+            return Result.fail("SLIP_INTERRUPTED", f"link to the printer lost during the test slip: {e}",
+                               measurements={"slip_bytes": len(job.data)})
+        m: Measurements = {"slip_bytes": len(job.data), "slip_ms": round((time.perf_counter() - t0) * 1000.0, 1)}
+        if after is None:
+            return Result.unknown("SLIP_NOT_CONFIRMED", "the printer stopped answering after the test slip",
+                                  measurements=m)
+        result = self._graded(after, m)
+        if outcome == "done":
+            if result.status == Status.OK:
+                return Result.ok("SLIP_OK", "test slip printed" + (" and cut" if job.cuts else "")
+                                 + "; printer ready", measurements=result.measurements, fields=result.fields)
+            result.message = "after the test slip: " + result.message
+            return result
+        if result.status != Status.OK:
+            result.message = "while printing the test slip: " + result.message
+            return result
+        return Result.unknown("SLIP_NOT_CONFIRMED", "the printer did not report the end of the test slip "
+                              f"({outcome}) although it reports ready", measurements=m, fields=result.fields)
+
+    def close(self) -> None:
+        got = self._lock.acquire(timeout=2.0)
+        try:
+            self._drop_stream()
+        finally:
+            if got:
+                self._lock.release()

@@ -1,0 +1,195 @@
+"""What the UPS and battery drivers share: the reading, its grading, codes and hints.
+
+Whatever the source (Megatec serial, NUT's upsd, the box's own battery), a reading is
+expressed in NUT's vocabulary (``ups.status`` tokens such as "OL CHRG", "OB DISCHRG LB")
+and graded alike, so a fleet can sort terminals by battery state:
+
+    UPS_OK                ok     on mains, nothing to do
+    UPS_ON_BATTERY        warn   mains lost, running on battery
+    UPS_REPLACE_BATTERY   warn   the UPS says the battery needs replacing (RB)
+    UPS_BATTERY_LOW       fail   battery low (LB, FSD, or charge below the threshold)
+    UPS_OVERLOAD          fail   load at or above the overload threshold (or OVER)
+    UPS_FAULT             fail   the UPS reports a fault (ALARM) or its output is OFF
+
+Heartbeat fields (all always present; a value the source did not give is None, never 0):
+on_battery, battery_charge_pct, battery_runtime_s, battery_low, input_voltage_v,
+load_pct, ups_status, model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from posagent.drivers.base import Measurements, Result, Status
+from posagent.i18n import N_
+
+FIELD_NAMES = ("on_battery", "battery_charge_pct", "battery_runtime_s", "battery_low", "input_voltage_v",
+               "load_pct", "ups_status", "model")
+
+_AFTER_POWER_CUT = "After a power cut wait at least a minute before powering the UPS on again."
+
+#: English remediation hints (msgids) of every UPS/battery code; each driver's ``hints``.
+HINTS: dict[str, str] = {
+    "UPS_ON_BATTERY": N_("Mains power is off at the UPS: check the wall socket, the circuit breaker and the UPS's "
+                         "input plug. Save work; the till runs on battery only for minutes. " + _AFTER_POWER_CUT),
+    "UPS_BATTERY_LOW": N_("The battery is nearly empty: finish the sale and shut the box down now. If mains is on "
+                          "and it stays low after a night of charging, replace the battery. " + _AFTER_POWER_CUT),
+    "UPS_REPLACE_BATTERY": N_("The battery is worn out (aged): replace it; UPS batteries last about 3-5 years."),
+    "UPS_OVERLOAD": N_("Too much is plugged into the UPS: move printers, heaters and monitors to an ordinary "
+                       "socket so only the till is protected."),
+    "UPS_FAULT": N_("The UPS reports a fault or its output is off: switch it off, wait at least a minute, switch "
+                    "it on again; if the fault stays, replace the UPS."),
+    "UPS_NO_RESPONSE": N_("The UPS does not answer: check that it is switched on and its data cable (serial or "
+                          "USB) is plugged in at both ends."),
+    "UPS_PROTOCOL_ERROR": N_("The UPS answered something unreadable: check the cable, the baud rate (2400 for "
+                             "Megatec) and that the UPS speaks the Megatec Q1 protocol."),
+    "UPS_DATA_STALE": N_("The NUT driver stopped getting data from the UPS: check the UPS's data cable, then "
+                         "restart the NUT driver (upsdrvctl stop; upsdrvctl start)."),
+    "UPS_DRIVER_NOT_CONNECTED": N_("upsd runs but its UPS driver does not: check the UPS cable and start the "
+                                   "driver (upsdrvctl start)."),
+    "UPS_UNKNOWN_NAME": N_("upsd does not know this UPS name: list the names with 'upsc -l HOST' and fix the "
+                           "name in the device URL."),
+    "UPS_ACCESS_DENIED": N_("upsd refused the user or password: check them in the device URL against "
+                            "upsd.users (a LOGIN needs an 'upsmon secondary' line)."),
+    "UPSD_UNREACHABLE": N_("Cannot reach upsd: check that nut-server runs, that upsd.conf LISTENs on this "
+                           "address and port, and the firewall."),
+    "UPSD_TLS_UNAVAILABLE": N_("upsd has no TLS certificate configured: configure CERTFILE in upsd.conf, or set "
+                               "starttls = false for this device."),
+    "UPS_TEST_FAILED": N_("The battery could not carry the load through a short test: replace the battery."),
+    "UPS_TEST_NOT_SUPPORTED": N_("This UPS does not offer the battery test: test it by hand (unplug the UPS "
+                                 "from the wall for 10 s outside business hours), or set battery_test = false."),
+    "UPS_TEST_NOT_CONFIRMED": N_("The UPS did not show a running battery test: run the test again; if it "
+                                 "repeats, test the battery by hand."),
+    "BATTERY_NOT_PRESENT": N_("No internal battery found: reseat or replace it if the box should have one, "
+                              "otherwise remove this device from the config."),
+}
+
+
+@dataclass
+class UpsReading:
+    """One reading of a UPS or battery, in NUT's vocabulary. None = not reported."""
+
+    tokens: list[str] = field(default_factory=list)  # ups.status tokens; empty = unknown
+    battery_charge_pct: float | None = None
+    battery_runtime_s: float | None = None
+    input_voltage_v: float | None = None
+    load_pct: float | None = None
+    model: str | None = None
+    charge_approximate: bool = False
+    alarm: str | None = None  # ups.alarm text, if any
+    battery_low: bool | None = None  # None: derived from the tokens
+    measurements: Measurements = field(default_factory=dict)  # extra figures (voltages, temperature)
+
+    @property
+    def ups_status(self) -> str | None:
+        return " ".join(self.tokens) if self.tokens else None
+
+    @property
+    def on_battery(self) -> bool | None:
+        if "OB" in self.tokens:
+            return True
+        if "OL" in self.tokens:
+            return False
+        return None
+
+    @property
+    def low(self) -> bool | None:
+        if self.battery_low is not None:
+            return self.battery_low
+        if not self.tokens:
+            return None
+        return "LB" in self.tokens or "FSD" in self.tokens
+
+    def fields(self) -> dict[str, object]:
+        return {"on_battery": self.on_battery, "battery_charge_pct": self.battery_charge_pct,
+                "battery_runtime_s": self.battery_runtime_s, "battery_low": self.low,
+                "input_voltage_v": self.input_voltage_v, "load_pct": self.load_pct,
+                "ups_status": self.ups_status, "model": self.model}
+
+
+def empty_fields() -> dict[str, object]:
+    return dict.fromkeys(FIELD_NAMES)
+
+
+def _num(v: float) -> str:
+    return f"{v:g}"
+
+
+def _runtime(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
+def describe(r: UpsReading) -> str:
+    """The figures of a reading as one short English phrase."""
+    parts: list[str] = []
+    if r.battery_charge_pct is not None:
+        approx = "~" if r.charge_approximate else ""
+        est = " (estimated from battery voltage)" if r.charge_approximate else ""
+        parts.append(f"battery {approx}{_num(r.battery_charge_pct)} %{est}")
+    if r.battery_runtime_s is not None:
+        parts.append(f"runtime {_runtime(r.battery_runtime_s)}")
+    if r.load_pct is not None:
+        parts.append(f"load {_num(r.load_pct)} %")
+    if r.input_voltage_v is not None:
+        parts.append(f"input {_num(r.input_voltage_v)} V")
+    return ", ".join(parts)
+
+
+def grade(r: UpsReading, *, overload_pct: float = 100.0, what: str = "UPS") -> Result:
+    """Grade a reading into a Result carrying the heartbeat fields and the measurements."""
+    status_text = f" ({r.ups_status})" if r.ups_status else ""
+    figures = describe(r)
+    tokens = set(r.tokens)
+    overload = "OVER" in tokens or (r.load_pct is not None and overload_pct > 0 and r.load_pct >= overload_pct)
+    if not tokens and r.on_battery is None and r.battery_charge_pct is None:
+        status, code, text = Status.UNKNOWN, "UPS_NO_RESPONSE", f"{what} reported no status"
+    elif r.low:
+        status, code = Status.FAIL, "UPS_BATTERY_LOW"
+        text = ("battery low, on battery" if r.on_battery else "battery low") + status_text
+    elif "ALARM" in tokens or "OFF" in tokens:
+        status, code = Status.FAIL, "UPS_FAULT"
+        why = "output off" if "OFF" in tokens and "ALARM" not in tokens else "fault reported"
+        text = f"{what} {why}{status_text}" + (f": {r.alarm}" if r.alarm else "")
+    elif overload:
+        status, code = Status.FAIL, "UPS_OVERLOAD"
+        text = f"{what} overloaded{status_text}"
+    elif r.on_battery:
+        status, code = Status.WARN, "UPS_ON_BATTERY"
+        text = f"on battery{status_text}: mains power lost"
+    elif "RB" in tokens:
+        status, code = Status.WARN, "UPS_REPLACE_BATTERY"
+        text = f"battery needs replacing{status_text}"
+    elif r.on_battery is None:
+        status, code, text = Status.UNKNOWN, "UPS_PROTOCOL_ERROR", f"{what} status{status_text} names no power source"
+    else:
+        status, code = Status.OK, "UPS_OK"
+        text = f"on mains{status_text}"
+    if figures and code != "UPS_NO_RESPONSE":
+        text += ("; " if ":" in text else ": ") + figures
+    m: Measurements = {}
+    for key in ("battery_charge_pct", "battery_runtime_s", "input_voltage_v", "load_pct"):
+        value = getattr(r, key)
+        if value is not None:
+            m[key] = value
+    if r.charge_approximate and r.battery_charge_pct is not None:
+        m["battery_charge_estimated"] = True
+    m.update({k: v for k, v in r.measurements.items() if v is not None})
+    return Result(status, code, text, measurements=m, fields=r.fields())
+
+
+def parse_number(text: str | None) -> int | float | None:
+    """A NUT-style number ('87', '023.4', '100.0', '1,5'); None if absent or not a number.
+    Integers stay integers so values print exactly as the source gave them."""
+    if text is None:
+        return None
+    t = text.strip().replace(",", ".")
+    try:
+        if t.lstrip("-").isdigit():
+            return int(t)
+        value = float(t)
+    except ValueError:
+        return None
+    if value != value or value in (float("inf"), float("-inf")):
+        return None
+    return value

@@ -1,0 +1,134 @@
+"""The exchanges measured against simulators in their own process: FLOOR, the agent's
+driver code, and what a user would otherwise pick (pyserial patterns, python-escpos)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from posagent.config.loader import validate
+from posagent.drivers.base import Driver
+from posagent.selftest.devices import DeviceSet
+from tests.bench.harness import floor_exchange, open_raw
+
+DLE_EOT_1 = b"\x10\x04\x01"
+Q1 = b"Q1\r"
+
+
+def driver(state_dir: str, name: str, driver_name: str, url: str, options: dict[str, Any] | None = None) -> Driver:
+    cfg = validate({"agent": {"state_dir": state_dir},
+                    "device": [{"name": name, "driver": driver_name, "url": url, "options": options or {}}]},
+                   "bench.toml")
+    entry = DeviceSet(cfg).get(name)
+    assert isinstance(entry, Driver), entry
+    return entry
+
+
+def pyserial_port(path: str, timeout: float = 1.0) -> Any:
+    import serial
+
+    return serial.Serial(path, baudrate=115200, timeout=timeout)
+
+
+# -- printer ---------------------------------------------------------------------------
+def printer_variants(path: str, url: str, state_dir: str) -> dict[str, Callable[[], object]]:
+    fd = open_raw(path)
+    drv: Any = driver(state_dir, "receipt", "escpos", url)
+    port = pyserial_port(path)
+
+    def pyserial_read1() -> bytes:
+        port.write(DLE_EOT_1)
+        return bytes(port.read(1))
+
+    return {"FLOOR": floor_exchange(fd, DLE_EOT_1, reply_len=1),
+            "agent: EscposDriver.query(1) (flush, write, read_exact(1), validate)": lambda: drv.query(1),
+            "pyserial: write + read(1)": pyserial_read1}
+
+
+def escpos_library(path: str) -> tuple[dict[str, Callable[[], object]], Callable[[], None]]:
+    """python-escpos 3.1 on the same printer, with its default 1 s serial timeout: its
+    serial read is ``read(16)``, and the printer sends one byte, so every call waits out
+    the whole timeout."""
+    from escpos.constants import RT_STATUS_ONLINE
+    from escpos.printer import Serial
+
+    p = Serial(devfile=path, baudrate=115200)  # default timeout=1
+    p.open()
+    return ({"python-escpos: query_status(DLE EOT 1), default timeout 1 s":
+             lambda: p.query_status(RT_STATUS_ONLINE),
+             "python-escpos: paper_status(), default timeout 1 s": p.paper_status}, p.close)
+
+
+# -- UPS -------------------------------------------------------------------------------
+def ups_variants(path: str, url: str, state_dir: str) -> dict[str, Callable[[], object]]:
+    fd = open_raw(path)
+    drv: Any = driver(state_dir, "ups", "megatec", url)
+    port = pyserial_port(path)
+    slow = pyserial_port(path, timeout=0.1)
+
+    def read47() -> bytes:
+        port.write(Q1)
+        return bytes(port.read(47))
+
+    def read1_in_waiting() -> bytes:
+        port.write(Q1)
+        buf = bytes(port.read(1))
+        while not buf.endswith(b"\r"):
+            buf += port.read(max(1, port.in_waiting))
+        return buf
+
+    def read1_loop() -> bytes:
+        port.write(Q1)
+        buf = b""
+        while not buf.endswith(b"\r"):
+            buf += port.read(1)
+        return buf
+
+    def read_until() -> bytes:
+        port.write(Q1)
+        return bytes(port.read_until(b"\r"))
+
+    def readline() -> bytes:
+        slow.write(Q1)
+        return bytes(slow.readline())
+
+    timeout = drv.options.reply_timeout
+    return {"FLOOR": floor_exchange(fd, Q1, terminator=b"\r"),
+            "agent: MegatecDriver Q1 exchange (flush, write, read_until CR)": lambda: drv._query("Q1", timeout),
+            "agent: MegatecDriver Q1 exchange + parse into a reading": drv._q1,
+            "pyserial: write + read(47) (exact length known)": read47,
+            "pyserial: read(1) then read(in_waiting) until CR": read1_in_waiting,
+            "pyserial naive: read(1) loop until CR": read1_loop,
+            "pyserial naive: read_until(b'\\r')": read_until,
+            "pyserial: readline(), timeout 0.1 s (waits for LF)": readline}
+
+
+# -- card reader -----------------------------------------------------------------------
+def reader_variants(path: str, url: str, state_dir: str, payload_len: int = 64) -> dict[str, Callable[[], object]]:
+    from posagent.drivers import frames
+
+    drv: Any = driver(state_dir, "reader", "card-reader", url, {"echo_bytes": payload_len - 1})
+    profile = frames.get_profile("generic-len")
+    request = frames.encode(profile.echo_cmd + os.urandom(payload_len - 1).replace(b"\x02", b"\x55")
+                            .replace(b"\x03", b"\x55").replace(b"\x06", b"\x55").replace(b"\x15", b"\x55"), profile)
+    fd = open_raw(path)
+    reply_len = 1 + len(request)  # ACK + the echoed frame
+    port = pyserial_port(path)
+
+    def header_then_body() -> bytes:
+        port.write(request)
+        head = bytes(port.read(3))  # ACK STX LEN
+        return head + bytes(port.read(head[2] + 2))
+
+    def per_byte() -> bytes:
+        port.write(request)
+        buf = b""
+        while len(buf) < reply_len:
+            buf += port.read(1)
+        return buf
+
+    return {"FLOOR": floor_exchange(fd, request, reply_len=reply_len),
+            f"agent: CardReaderDriver echo check ({payload_len}-byte payload, LRC verified)": drv._echo,
+            "pyserial: read(3) header then read(len+2)": header_then_body,
+            "pyserial naive: read(1) per byte": per_byte}

@@ -1,0 +1,92 @@
+"""Whole-process figures: wall time and peak RSS of CLI runs; CPU % and RSS of the daemon."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+
+def posagent_cmd(*args: str) -> list[str]:
+    exe = shutil.which("posagent")
+    return [exe, *args] if exe else [sys.executable, "-m", "posagent", *args]
+
+
+@dataclass
+class ProcFigures:
+    label: str
+    wall_ms: list[float]
+    peak_rss_mb: list[float]
+    returncodes: list[int]
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.wall_ms)
+
+    @property
+    def rss_mb(self) -> float:
+        return max(self.peak_rss_mb)
+
+
+def time_command(label: str, args: list[str], runs: int, env: dict[str, str] | None = None) -> ProcFigures:
+    """Wall time (fork to reap) and peak RSS (wait4 rusage) of ``posagent ARGS``."""
+    walls, rss, rcs = [], [], []
+    full_env = {**os.environ, **(env or {})}
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(posagent_cmd(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                stdin=subprocess.DEVNULL, env=full_env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        walls.append((time.perf_counter() - t0) * 1000.0)
+        rss.append(usage.ru_maxrss / 1024.0)  # Linux: KiB
+        rcs.append(os.waitstatus_to_exitcode(status))
+        proc.returncode = rcs[-1]
+    return ProcFigures(label, walls, rss, rcs)
+
+
+@dataclass
+class DaemonFigures:
+    seconds: float
+    cpu_pct: float
+    rss_mb: float
+    heartbeats: int
+
+
+def daemon_steady_state(config_path: str, seconds: float, warmup: float = 3.0) -> DaemonFigures:
+    """Run ``posagent run --config F``; after a warm-up, CPU time used over ``seconds``."""
+    import psutil
+
+    proc = subprocess.Popen(posagent_cmd("run", "--config", config_path), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        p = psutil.Process(proc.pid)
+        tick = threading.Event()  # never set: its wait() is the observer's sampling clock
+        try:
+            proc.wait(warmup)  # the daemon must still be running after the warm-up
+        except subprocess.TimeoutExpired:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"daemon exited early: {proc.stderr.read() if proc.stderr else ''}")
+        c0 = p.cpu_times()
+        t0 = time.monotonic()
+        peak = 0.0
+        end = t0 + seconds
+        while time.monotonic() < end:
+            peak = max(peak, p.memory_info().rss / 2**20)
+            tick.wait(0.5)
+        c1 = p.cpu_times()
+        elapsed = time.monotonic() - t0
+        cpu = (c1.user + c1.system - c0.user - c0.system) / elapsed * 100.0
+        return DaemonFigures(elapsed, cpu, peak, 0)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

@@ -1,0 +1,185 @@
+"""A small real HTTP collector on 127.0.0.1 for the delivery tests.
+
+It records every request it receives (path, headers, body, parsed JSON, the status it
+answered) and answers by a script: a queue of ``Reply`` items (then ``default``), each a
+status with headers, or ``hang`` (answer only after ``hang`` seconds, so the client times
+out), or ``drop`` (close the connection without an answer). ``stop()`` closes the
+listening socket and every open connection, so "the collector is down" is real; ``start()``
+again on the same port brings it back. Waits use a Condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    hang: float = 0.0  # seconds to wait before answering (the client should time out first)
+    drop: bool = False  # close the connection without answering
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    json: Any
+    status: int | None  # what was answered; None for a dropped connection
+    at: float  # time.monotonic() when it arrived
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr: tuple[str, int], collector: Collector) -> None:
+        self.collector = collector
+        self.conns: set[socket.socket] = set()
+        self.conns_lock = threading.Lock()
+        super().__init__(addr, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.conns_lock:
+            self.conns.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.conns_lock:
+            self.conns.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that gave up (timeout) makes the late answer fail: expected here
+
+    def close_all(self) -> None:
+        with self.conns_lock:
+            conns, self.conns = list(self.conns), set()
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    wbufsize = -1  # headers and body in one write (flushed after each request), as real servers do
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
+        pass
+
+    def do_POST(self) -> None:
+        c = self.server.collector
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            parsed = None
+        reply = c.next_reply()
+        if reply.hang:
+            c.release.wait(reply.hang)
+        if reply.drop:
+            c.record(self, body, parsed, None)
+            self.close_connection = True
+            self.wfile = io.BytesIO()  # nothing buffered may go out
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        payload = b'{"ok":true}' if 200 <= reply.status < 300 else b'{"error":"scripted"}'
+        self.send_response(reply.status)
+        for k, v in reply.headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+        c.record(self, body, parsed, reply.status)
+
+
+class Collector:
+    def __init__(self, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
+        self.port = port
+        self.tls = tls
+        self.default = Reply()
+        self.received: list[Received] = []
+        self.release = threading.Event()  # set to end every hang at once
+        self._script: deque[Reply] = deque()
+        self._cond = threading.Condition()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/api/v1/heartbeat"
+
+    def start(self) -> Collector:
+        self.release.clear()
+        server = _Server(("127.0.0.1", self.port), self)
+        if self.tls is not None:
+            server.socket = self.tls.wrap_socket(server.socket, server_side=True)
+        self.port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.release.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server.close_all()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(5.0)
+
+    def __enter__(self) -> Collector:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- script and records -------------------------------------------------------------
+    def script(self, *replies: Reply) -> None:
+        with self._cond:
+            self._script.extend(replies)
+
+    def next_reply(self) -> Reply:
+        with self._cond:
+            return self._script.popleft() if self._script else self.default
+
+    def record(self, h: _Handler, body: bytes, parsed: Any, status: int | None) -> None:
+        with self._cond:
+            self.received.append(Received(h.path, {k.lower(): v for k, v in h.headers.items()}, body, parsed,
+                                          status, time.monotonic()))
+            self._cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[list[Received]], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(self.received):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
+    def delivered(self) -> list[dict[str, Any]]:
+        """The messages answered with a 2xx."""
+        with self._cond:
+            return [r.json for r in self.received if r.status is not None and 200 <= r.status < 300]

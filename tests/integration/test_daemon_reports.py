@@ -1,0 +1,95 @@
+"""The daemon's other reports, from a real subprocess: a missed self-test caught up at start
+(at the internal level on a blackout date, saying why) and recorded in the history, and an
+event as soon as a device's status changes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import json
+import signal
+import socket
+from pathlib import Path
+
+from jsonschema import Draft202012Validator
+
+from posagent.messages import load_schema
+from tests.integration.collector import Collector, Received
+from tests.integration.daemon_proc import DaemonProc
+
+
+def kind(r: Received, name: str) -> bool:
+    return bool(r.json) and r.status == 200 and r.json["schema"] == f"posagent.{name}/1"
+
+
+def test_catch_up_selftest_and_status_change_event(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    # The box was off when the last self-test was due: the record says the last run was long ago.
+    (state / "schedule.json").write_text(json.dumps({"first_seen": "2024-01-01T00:00:00+00:00",
+                                                     "last_selftest_run": "2024-01-02T03:10:00+00:00"}))
+    today = dt.date.today()
+    blackout = ", ".join(f'"{today + dt.timedelta(days=d)}"' for d in (-1, 0, 1))
+    door = socket.socket()
+    door.bind(("127.0.0.1", 0))
+    door.listen(16)
+    port = door.getsockname()[1]
+    with Collector() as c:
+        cfg = tmp_path / "posagent.toml"
+        cfg.write_text(f"""
+[agent]
+terminal_id = "SIM-REPORTS"
+state_dir = "{state}"
+heartbeat_interval = "1s"
+check_timeout = "3s"
+
+[schedule]
+startup_jitter = "0s"
+event_dedupe = "1s"
+blackout_dates = [{blackout}]
+
+[upstream]
+url = "{c.url}"
+allow_insecure_http = true
+
+[[device]]
+name = "acquirer"
+driver = "host"
+url = "sim://host"
+
+[[device]]
+name = "door"
+driver = "host"
+url = "tcp://127.0.0.1:{port}"
+[device.options]
+tries = 1
+connect_timeout = "1s"
+""", encoding="utf-8")
+        d = DaemonProc(["--config", str(cfg)], tmp_path)
+        try:
+            assert c.wait_for(lambda rs: any(kind(r, "selftest") for r in rs), 60.0), d.stderr()
+            assert c.wait_for(lambda rs: sum(kind(r, "heartbeat") for r in rs) >= 2, 30.0), d.stderr()
+            door.close()  # the device goes away: ok -> fail
+            assert c.wait_for(lambda rs: any(kind(r, "event") for r in rs), 30.0), d.stderr()
+            d.signal(signal.SIGTERM)
+            assert d.wait(30.0) == 0
+        finally:
+            d.kill()
+            door.close()
+    selftest = next(r.json for r in c.received if kind(r, "selftest"))
+    assert Draft202012Validator(load_schema("selftest")).is_valid(selftest)
+    assert selftest["trigger"] == "catch-up" and selftest["level"] == "internal"
+    assert "blackout date" in selftest["reason"]
+    assert {ch["device"] for ch in selftest["checks"]} == {"acquirer", "door"}
+    event = next(r.json for r in c.received if kind(r, "event"))
+    assert Draft202012Validator(load_schema("event")).is_valid(event)
+    assert event["device"] == "door" and event["previous"]["status"] == "ok"
+    assert event["current"]["status"] == "fail" and event["current"]["code"] == "HOST_UNREACHABLE"
+    err = d.stderr()
+    assert "self-test (catch-up) at level internal: blackout date" in err
+    if importlib.util.find_spec("posagent.history") is not None:
+        later = [r.json for r in c.received if kind(r, "heartbeat") and r.json["last_selftest"]]
+        assert later and later[-1]["last_selftest"]["status"] == selftest["status"]
+    # the run is recorded: a restart now would not catch up again
+    record = json.loads((state / "schedule.json").read_text())
+    assert record["last_selftest_run"] > "2025"

@@ -1,0 +1,115 @@
+"""``posagent heartbeat [--json] [--send]`` and ``posagent run --once`` through the real CLI,
+against a real collector: preview writes nothing, --send commits and delivers, a failure
+keeps the report for later, bad upstream settings are one clear line and exit 78."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from posagent.messages import load_schema
+from tests.conftest import run_cli
+from tests.integration.collector import Collector
+
+CONFIG = """
+[agent]
+terminal_id = "SIM-CLI"
+state_dir = "{state}"
+check_timeout = "3s"
+
+[upstream]
+url = "{url}"
+allow_insecure_http = true
+{extra}
+
+[[device]]
+name = "acquirer"
+driver = "host"
+url = "sim://host"
+
+[[device]]
+name = "system"
+driver = "system"
+[device.options]
+disk_warn_pct = 0.5
+disk_fail_pct = 0.1
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    c = Collector().start()
+    yield c
+    c.stop()
+
+
+def config(tmp_path: Path, url: str, extra: str = "") -> Path:
+    path = tmp_path / "posagent.toml"
+    path.write_text(CONFIG.format(state=tmp_path / "state", url=url, extra=extra), encoding="utf-8")
+    return path
+
+
+def test_preview_prints_a_valid_heartbeat_and_writes_nothing(tmp_path: Path) -> None:
+    cfg = config(tmp_path, "http://127.0.0.1:9/unused")
+    r = run_cli("heartbeat", "--json", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    message = json.loads(r.stdout)
+    assert Draft202012Validator(load_schema("heartbeat")).is_valid(message)
+    assert message["seq"] == 1 and message["terminal_id"] == "SIM-CLI"
+    assert not (tmp_path / "state" / "outbox.db").exists()
+    r = run_cli("heartbeat", "--config", str(cfg))
+    assert r.returncode == 0 and "preview, not sent" in r.stdout and "acquirer" in r.stdout
+
+
+def test_send_commits_and_delivers_now(tmp_path: Path, collector: Collector) -> None:
+    token = tmp_path / "token"
+    token.write_text("cli-token\n")
+    token.chmod(0o600)
+    cfg = config(tmp_path, collector.url, f'token_file = "{token}"')
+    r = run_cli("heartbeat", "--send", "--json", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    sent = json.loads(r.stdout)
+    (got,) = collector.received
+    assert got.json == sent and got.headers["idempotency-key"] == sent["message_id"]
+    assert got.headers["authorization"] == "Bearer cli-token"
+    assert "delivered 1 report" in r.stderr
+
+
+def test_send_while_down_keeps_it_and_run_once_delivers_the_backlog(tmp_path: Path) -> None:
+    port = free_port()
+    c = Collector(port=port)
+    cfg = config(tmp_path, c.url)
+    r = run_cli("heartbeat", "--send", "--config", str(cfg))
+    assert r.returncode == 75, r.stderr
+    assert "kept in the outbox" in r.stderr and "Traceback" not in r.stderr
+    with c:
+        r = run_cli("run", "--once", "--config", str(cfg))
+        assert r.returncode == 0, r.stderr
+        assert sorted(m["seq"] for m in c.delivered()) == [1, 2]
+        assert c.received[0].json["seq"] == 2  # the newest heartbeat first
+
+
+def test_bad_upstream_settings_are_one_clear_line(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("do-not-print-me\n")
+    token.chmod(0o644)
+    cfg = config(tmp_path, "http://127.0.0.1:9/x", f'token_file = "{token}"')
+    r = run_cli("heartbeat", "--send", "--config", str(cfg))
+    assert r.returncode == 78
+    assert "readable by everyone" in r.stderr and "chmod 600" in r.stderr
+    assert "do-not-print-me" not in r.stderr + r.stdout and "Traceback" not in r.stderr
+    plain = tmp_path / "plain.toml"
+    plain.write_text(f'[agent]\nstate_dir = "{tmp_path / "state"}"\n', encoding="utf-8")
+    r = run_cli("run", "--once", "--config", str(plain), "--upstream", "http://127.0.0.1:9/")
+    assert r.returncode == 64 and "--allow-insecure-http" in r.stderr

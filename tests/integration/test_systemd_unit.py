@@ -1,0 +1,131 @@
+"""The systemd files: the unit passes ``systemd-analyze verify`` with no output at all (it
+exits 0 on warnings such as a misspelt key, so any stderr fails the test); sysusers and
+tmpfiles snippets apply to a scratch root; the udev rules are well formed."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, need_binary
+
+SYSTEMD = REPO / "systemd"
+UNIT = SYSTEMD / "posagent.service"
+
+
+def unit_keys(text: str) -> dict[str, list[str]]:
+    keys: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", ";", "[")) and "=" in line:
+            k, v = line.split("=", 1)
+            keys.setdefault(k.strip(), []).append(v.strip())
+    return keys
+
+
+def verify(analyze: str, unit: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([analyze, "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=120,
+                          cwd=unit.parent)
+
+
+def runnable_copy(tmp_path: Path) -> Path:
+    """The unit with ExecStart pointing at a binary that exists here (verify checks that)."""
+    text = UNIT.read_text(encoding="utf-8")
+    exe = shutil.which("posagent") or shutil.which("true") or "/bin/true"
+    copy = tmp_path / "posagent.service"
+    copy.write_text(text.replace("ExecStart=/usr/bin/posagent run", f"ExecStart={exe} run"), encoding="utf-8")
+    return copy
+
+
+def test_unit_verifies_without_any_warning(tmp_path: Path) -> None:
+    analyze = need_binary("systemd-analyze", "systemd")
+    result = verify(analyze, runnable_copy(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "", result.stderr
+    assert result.stdout.strip() == "", result.stdout
+
+
+def test_the_check_catches_a_misspelt_key(tmp_path: Path) -> None:
+    """What the test above relies on: a bad key exits 0 but prints a warning."""
+    analyze = need_binary("systemd-analyze", "systemd")
+    copy = runnable_copy(tmp_path)
+    copy.write_text(copy.read_text().replace("WatchdogSec=", "WatchDogSec="), encoding="utf-8")
+    result = verify(analyze, copy)
+    assert "Unknown key" in result.stderr and "WatchDogSec" in result.stderr
+
+
+def test_unit_has_what_the_design_asks() -> None:
+    keys = unit_keys(UNIT.read_text(encoding="utf-8"))
+    one = {k: v[-1] for k, v in keys.items()}
+    assert one["Type"] == "notify" and one["ExecStart"] == "/usr/bin/posagent run"
+    assert one["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert one["WatchdogSec"] and one["User"] == "posagent"
+    assert set(one["SupplementaryGroups"].split()) == {"dialout", "lp", "input"}
+    assert one["StateDirectory"] == "posagent" and one["ConfigurationDirectory"] == "posagent"
+    assert one["LoadCredential"] == "upstream-token:/etc/posagent/token"
+    assert one["LimitCORE"] == "0"  # a core dump could hold card data
+    for key, value in {"ProtectSystem": "strict", "ProtectHome": "yes", "NoNewPrivileges": "yes",
+                       "PrivateTmp": "yes", "DevicePolicy": "closed"}.items():
+        assert one[key] == value, key
+    assert "AF_INET" in one["RestrictAddressFamilies"] and "AF_UNIX" in one["RestrictAddressFamilies"]
+    allowed = " ".join(keys["DeviceAllow"])
+    for group in ("char-ttyS", "char-ttyUSB", "char-ttyACM", "char-usb_device", "char-input"):
+        assert group in allowed
+
+
+def test_sysusers_and_tmpfiles_apply_to_a_scratch_root(tmp_path: Path) -> None:
+    sysusers = need_binary("systemd-sysusers", "systemd")
+    tmpfiles = need_binary("systemd-tmpfiles", "systemd")
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (root / "etc/group").write_text("root:x:0:\ndialout:x:20:\nlp:x:7:\ninput:x:101:\n")
+    r = subprocess.run([sysusers, f"--root={root}", str(SYSTEMD / "posagent.sysusers")],
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode != 0 and "Permission denied" in r.stderr:
+        pytest.skip(f"systemd-sysusers needs root to write a scratch /etc: {r.stderr.strip()}")
+    assert r.returncode == 0, r.stderr
+    passwd = (root / "etc/passwd").read_text()
+    assert re.search(r"^posagent:x:\d+:\d+:.*:/var/lib/posagent:/usr/sbin/nologin$", passwd, re.M), passwd
+    groups = {line.split(":")[0]: line.split(":")[3] for line in (root / "etc/group").read_text().splitlines()}
+    assert all("posagent" in groups[g] for g in ("dialout", "lp", "input")), groups
+    r = subprocess.run([tmpfiles, f"--root={root}", "--create", str(SYSTEMD / "posagent.tmpfiles")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert (root / "etc/posagent").is_dir()
+
+
+RULE_KEYS = {"SUBSYSTEM", "KERNEL", "ATTRS{idVendor}", "ATTRS{idProduct}", "ATTR{idVendor}", "ENV{DEVTYPE}",
+             "SYMLINK", "GROUP", "MODE"}
+PAIR = re.compile(r'^\s*([A-Z]+(?:\{[A-Za-z_]+\})?)\s*(==|!=|\+=|=|:=)\s*"([^"]*)"\s*$')
+
+
+def test_udev_rules_are_well_formed() -> None:
+    text = (SYSTEMD / "60-posagent.rules").read_text(encoding="utf-8")
+    rules = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert rules
+    names = set()
+    for rule in rules:
+        pairs = [PAIR.match(p) for p in rule.split(",")]
+        assert all(pairs), rule
+        fields = {m.group(1): (m.group(2), m.group(3)) for m in pairs if m}
+        assert set(fields) <= RULE_KEYS, rule
+        assert fields["SUBSYSTEM"][0] == "=="
+        assert fields["GROUP"][1] in {"dialout", "lp", "input"}, rule  # the service's groups
+        assert re.fullmatch(r"06[0-6]0", fields["MODE"][1]), rule  # never world-accessible
+        if "SYMLINK" in fields:
+            op, link = fields["SYMLINK"]
+            assert op == "+=" and link.startswith("posagent/"), rule
+            names.add(link)
+    assert {"posagent/printer", "posagent/ups", "posagent/card-reader", "posagent/keypad"} <= names
+    udevadm = shutil.which("udevadm")
+    if udevadm:  # `udevadm verify` exists from systemd 254 on; use it where it does
+        help_text = subprocess.run([udevadm, "--help"], capture_output=True, text=True, timeout=30).stdout
+        if " verify " in help_text:
+            r = subprocess.run([udevadm, "verify", str(SYSTEMD / "60-posagent.rules")], capture_output=True,
+                               text=True, timeout=30)
+            assert r.returncode == 0, r.stderr + r.stdout

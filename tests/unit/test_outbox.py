@@ -1,0 +1,174 @@
+"""The durable outbox: seq allocated in the commit's transaction, survives reopen, bounded
+spool drops in the right order (superseded heartbeats first, self-tests last) and counts it."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from posagent.outbox import Outbox, Stats, peek_next_seq
+
+
+class Clock:
+    def __init__(self, t: float = 1_800_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def msg(kind: str, pad: int = 0) -> Any:
+    def finalize(seq: int, stats: Stats) -> dict[str, Any]:
+        return {"message_id": str(uuid.uuid4()), "kind": kind, "seq": seq, "backlog": stats.backlog,
+                "dropped": stats.dropped_total, "pad": "x" * pad}
+
+    return finalize
+
+
+def test_seq_is_allocated_with_the_commit_and_survives_reopen(tmp_path: Path) -> None:
+    box = Outbox(str(tmp_path), max_bytes=10**6, max_age=86400)
+    seqs = [box.commit(k, msg(k))["seq"] for k in ("heartbeat", "event", "selftest", "heartbeat")]
+    assert seqs == [1, 2, 3, 4]
+    box.close()
+    assert peek_next_seq(str(tmp_path)) == 5
+    box = Outbox(str(tmp_path), max_bytes=10**6, max_age=86400)
+    assert box.pending_seqs() == [1, 2, 3, 4]
+    assert box.commit("event", msg("event"))["seq"] == 5
+    box.ack(5)
+    box.ack(4)
+    assert box.commit("heartbeat", msg("heartbeat"))["seq"] == 6  # never reused after delivery
+    assert box.stats().last_success_at is not None
+    box.close()
+
+
+def test_a_failed_build_allocates_nothing(tmp_path: Path) -> None:
+    box = Outbox(str(tmp_path), max_bytes=10**6, max_age=86400)
+    box.commit("heartbeat", msg("heartbeat"))
+
+    def broken(seq: int, stats: Stats) -> dict[str, Any]:
+        raise RuntimeError("builder failed")
+
+    with pytest.raises(RuntimeError):
+        box.commit("heartbeat", broken)
+    # the seq of the failed commit was rolled back with it: no gap at the receiver
+    assert box.commit("heartbeat", msg("heartbeat"))["seq"] == 2
+    box.close()
+
+
+def test_the_stored_body_carries_the_seq_of_its_row(tmp_path: Path) -> None:
+    box = Outbox(str(tmp_path), max_bytes=10**6, max_age=86400)
+    for _ in range(5):
+        box.commit("heartbeat", msg("heartbeat"))
+    box.close()
+    db = sqlite3.connect(tmp_path / "outbox.db")
+    import json
+
+    for seq, body in db.execute("SELECT seq, body FROM outbox"):
+        assert json.loads(body)["seq"] == seq
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
+
+
+def test_pragmas_wal_and_full_sync(tmp_path: Path) -> None:
+    box = Outbox(str(tmp_path), max_bytes=10**6, max_age=86400)
+    assert box._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert box._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    box.close()
+
+
+def test_delivery_order_newest_heartbeat_first_then_oldest(tmp_path: Path) -> None:
+    box = Outbox(str(tmp_path), max_bytes=10**6, max_age=86400)
+    kinds = ["heartbeat", "selftest", "heartbeat", "event", "heartbeat", "event"]
+    for k in kinds:
+        box.commit(k, msg(k))
+    order = []
+    for _ in range(len(kinds)):
+        p = box.next_pending()
+        assert p is not None
+        order.append(p.seq)
+        box.ack(p.seq)
+    assert order == [5, 3, 1, 2, 4, 6]  # newest heartbeat, then newest again (3 is now newest), ...
+    assert box.next_pending() is None
+    box.close()
+
+
+def test_size_bound_drops_superseded_heartbeats_first_selftests_last(tmp_path: Path) -> None:
+    box = Outbox(str(tmp_path), max_bytes=6000, max_age=10**9)
+    box.commit("selftest", msg("selftest", 1000))  # seq 1
+    box.commit("event", msg("event", 1000))  # seq 2
+    for _ in range(3):
+        box.commit("heartbeat", msg("heartbeat", 1000))  # seq 3..5
+    assert box.stats().dropped_total == 0
+    box.commit("heartbeat", msg("heartbeat", 1000))  # seq 6: over 6000 bytes -> drop seq 3
+    assert box.pending_seqs() == [1, 2, 4, 5, 6]
+    assert box.stats().dropped == {"heartbeat": 1, "event": 0, "selftest": 0}
+    # a big self-test: the superseded heartbeats go, then the event; the newest heartbeat stays
+    box.commit("selftest", msg("selftest", 3500))  # seq 7
+    stats = box.stats()
+    assert box.pending_seqs() == [1, 6, 7]
+    assert stats.dropped == {"heartbeat": 3, "event": 1, "selftest": 0}
+    assert stats.backlog_bytes <= 6000
+    # another: nothing superseded or event left, so the newest heartbeat, then the oldest self-tests
+    box.commit("selftest", msg("selftest", 3500))  # seq 8
+    assert box.pending_seqs() == [8]
+    assert box.stats().dropped == {"heartbeat": 4, "event": 1, "selftest": 2}
+    box.close()
+    # the counts survive a restart and are carried in the next message
+    box = Outbox(str(tmp_path), max_bytes=6000, max_age=10**9)
+    m = box.commit("heartbeat", msg("heartbeat", 10))
+    assert m["dropped"] == box.stats().dropped_total >= 6
+    box.close()
+
+
+def test_age_bound(tmp_path: Path) -> None:
+    clock = Clock()
+    box = Outbox(str(tmp_path), max_bytes=10**6, max_age=3600, clock=clock)
+    box.commit("selftest", msg("selftest"))
+    box.commit("heartbeat", msg("heartbeat"))
+    clock.t += 1800
+    box.commit("heartbeat", msg("heartbeat"))
+    clock.t += 1801  # the first two are now older than an hour
+    box.commit("event", msg("event"))
+    assert box.pending_seqs() == [3, 4]
+    assert box.stats().dropped == {"heartbeat": 1, "event": 0, "selftest": 1}
+    box.close()
+
+
+def test_reject_records_and_removes(tmp_path: Path) -> None:
+    box = Outbox(str(tmp_path), max_bytes=10**6, max_age=86400)
+    box.commit("event", msg("event"))
+    box.commit("heartbeat", msg("heartbeat"))
+    box.note_failure(1, "HTTP 503")
+    pending = box.get(1)
+    assert pending is not None and pending.attempts == 1
+    box.reject(1, 422, "HTTP 422 Unprocessable Entity")
+    assert box.pending_seqs() == [2]
+    assert box.stats().rejected == 1
+    assert box.rejected_rows() == [(1, "event", 422, "HTTP 422 Unprocessable Entity")]
+    box.close()
+
+
+def test_two_writers_share_one_counter(tmp_path: Path) -> None:
+    """The daemon and `posagent heartbeat --send` may commit at the same time: no seq twice."""
+    a = Outbox(str(tmp_path), max_bytes=10**6, max_age=86400)
+    b = Outbox(str(tmp_path), max_bytes=10**6, max_age=86400)
+    seqs = []
+    for i in range(20):
+        box = a if i % 3 else b
+        seqs.append(box.commit("heartbeat", msg("heartbeat"))["seq"])
+    assert seqs == list(range(1, 21))
+    a.close()
+    b.close()
+
+
+def test_unwritable_state_dir_is_a_clear_error(tmp_path: Path) -> None:
+    from posagent.outbox import OutboxError
+
+    target = tmp_path / "file"
+    target.write_text("not a directory")
+    with pytest.raises(OutboxError, match="cannot open the outbox"):
+        Outbox(str(target), max_bytes=10**6, max_age=86400)

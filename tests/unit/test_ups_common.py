@@ -1,0 +1,150 @@
+"""The common UPS grading, the battery driver (psutil.sensors_battery mocked: this machine
+has no battery), and upsd's quoting rules."""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from pathlib import Path
+
+import psutil
+import pytest
+
+from posagent.config.loader import validate
+from posagent.drivers.base import Status
+from posagent.drivers.battery import BatteryDriver
+from posagent.drivers.megatec import MegatecDriver
+from posagent.drivers.nut import NutDriver, quote, reading_from_vars, split_words
+from posagent.drivers.ups_common import FIELD_NAMES, HINTS, UpsReading, grade, parse_number
+from posagent.selftest.devices import DeviceSet
+
+
+@pytest.mark.parametrize(("tokens", "status", "code"), [
+    (["OL", "CHRG"], Status.OK, "UPS_OK"),
+    (["OB", "DISCHRG"], Status.WARN, "UPS_ON_BATTERY"),
+    (["OB", "DISCHRG", "LB"], Status.FAIL, "UPS_BATTERY_LOW"),
+    (["OL", "LB"], Status.FAIL, "UPS_BATTERY_LOW"),
+    (["OL", "FSD"], Status.FAIL, "UPS_BATTERY_LOW"),  # FSD: treat like OB LB
+    (["OL", "RB"], Status.WARN, "UPS_REPLACE_BATTERY"),
+    (["OL", "OVER"], Status.FAIL, "UPS_OVERLOAD"),
+    (["OL", "ALARM"], Status.FAIL, "UPS_FAULT"),
+    (["OFF"], Status.FAIL, "UPS_FAULT"),
+    (["CHRG"], Status.UNKNOWN, "UPS_PROTOCOL_ERROR"),  # neither OL nor OB
+    ([], Status.UNKNOWN, "UPS_NO_RESPONSE"),
+])
+def test_grade_by_tokens(tokens: list[str], status: Status, code: str) -> None:
+    r = grade(UpsReading(tokens=tokens))
+    assert (r.status, r.code) == (status, code), r.message
+    assert set(r.fields) == set(FIELD_NAMES)
+    assert code in HINTS or code == "UPS_OK"
+
+
+def test_absent_values_are_none_never_zero() -> None:
+    r = grade(UpsReading(tokens=["OL"]))
+    assert r.fields == {"on_battery": False, "battery_charge_pct": None, "battery_runtime_s": None,
+                        "battery_low": False, "input_voltage_v": None, "load_pct": None,
+                        "ups_status": "OL", "model": None}
+    assert r.measurements == {}
+
+
+def test_overload_from_load_and_message_figures() -> None:
+    r = grade(UpsReading(tokens=["OL"], load_pct=105, battery_charge_pct=90, battery_runtime_s=754))
+    assert r.code == "UPS_OVERLOAD" and "load 105 %" in r.message and "12 min 34 s" in r.message
+    assert grade(UpsReading(tokens=["OL"], load_pct=105), overload_pct=0).code == "UPS_OK"
+    r = grade(UpsReading(tokens=["OL"], battery_charge_pct=44.0, charge_approximate=True))
+    assert "~44 %" in r.message and r.measurements["battery_charge_estimated"] is True
+
+
+def test_the_power_cut_advice_is_in_the_hints() -> None:
+    assert "check the wall socket" in HINTS["UPS_ON_BATTERY"]
+    assert "wait at least a minute" in HINTS["UPS_ON_BATTERY"]
+    assert "replace" in HINTS["UPS_REPLACE_BATTERY"].lower()
+    assert MegatecDriver.hints is HINTS and NutDriver.hints is HINTS and BatteryDriver.hints is HINTS
+
+
+def test_parse_number_keeps_what_the_source_gave() -> None:
+    assert parse_number("87") == 87 and isinstance(parse_number("87"), int)
+    assert parse_number("023.4") == 23.4
+    assert parse_number("100.0") == 100.0
+    assert parse_number("1,5") == 1.5
+    assert parse_number(None) is None
+    assert parse_number("n/a") is None and parse_number("nan") is None and parse_number("") is None
+
+
+# -- upsd quoting ------------------------------------------------------------------
+def test_split_words_unquotes() -> None:
+    line = r'VAR dummy ups.model "A \"quoted\" back\\slash"'
+    assert split_words(line) == ["VAR", "dummy", "ups.model", 'A "quoted" back\\slash']
+    assert split_words('UPS dummy "Loopback test UPS"') == ["UPS", "dummy", "Loopback test UPS"]
+    assert split_words('VAR u x ""') == ["VAR", "u", "x", ""]
+    assert split_words("  END   LIST  ") == ["END", "LIST"]
+    with pytest.raises(ValueError):
+        split_words('VAR u x "unterminated')
+
+
+def test_quote_round_trip() -> None:
+    for value in ['A "quoted" back\\slash', "", "plain", "\\", '"']:
+        assert split_words("X " + quote(value)) == ["X", value]
+    with pytest.raises(ValueError):
+        quote("two\nlines")
+
+
+def test_reading_from_vars_exact_values() -> None:
+    r = reading_from_vars({"ups.status": "OB DISCHRG", "battery.charge": "60", "battery.runtime": "1234",
+                           "ups.load": "023.4", "input.voltage": "0.0", "device.model": "X1"})
+    assert r.tokens == ["OB", "DISCHRG"] and r.battery_charge_pct == 60 and r.battery_runtime_s == 1234
+    assert r.load_pct == 23.4 and r.input_voltage_v == 0.0 and r.model == "X1"
+
+
+# -- battery driver ------------------------------------------------------------------
+Batt = namedtuple("Batt", "percent secsleft power_plugged")
+
+
+def _battery(tmp_path: Path, options: dict | None = None) -> BatteryDriver:
+    dev: dict[str, object] = {"name": "batt", "driver": "battery"}
+    if options:
+        dev["options"] = options
+    cfg = validate({"agent": {"state_dir": str(tmp_path)}, "device": [dev]}, "test.toml")
+    drv = DeviceSet(cfg).get("batt")
+    assert isinstance(drv, BatteryDriver)
+    return drv
+
+
+def test_battery_absent(tmp_path: Path, mocker) -> None:
+    mocker.patch("psutil.sensors_battery", return_value=None)
+    r = _battery(tmp_path).status()
+    assert (r.status, r.code) == (Status.UNKNOWN, "BATTERY_NOT_PRESENT")
+
+
+def test_battery_on_mains(tmp_path: Path, mocker) -> None:
+    mocker.patch("psutil.sensors_battery", return_value=Batt(87.0, psutil.POWER_TIME_UNLIMITED, True))
+    r = _battery(tmp_path).status()
+    assert (r.status, r.code) == (Status.OK, "UPS_OK")
+    assert r.fields["battery_charge_pct"] == 87.0 and r.fields["battery_runtime_s"] is None
+    assert r.fields["on_battery"] is False and r.fields["ups_status"] == "OL"
+
+
+def test_battery_unplugged_then_low(tmp_path: Path, mocker) -> None:
+    mocker.patch("psutil.sensors_battery", return_value=Batt(55.0, 3600, False))
+    r = _battery(tmp_path).status()
+    assert (r.status, r.code) == (Status.WARN, "UPS_ON_BATTERY")
+    assert r.fields["battery_runtime_s"] == 3600 and r.fields["ups_status"] == "OB DISCHRG"
+    mocker.patch("psutil.sensors_battery", return_value=Batt(15.0, psutil.POWER_TIME_UNKNOWN, False))
+    r = _battery(tmp_path, {"low_pct": 20.0}).status()
+    assert (r.status, r.code) == (Status.FAIL, "UPS_BATTERY_LOW")
+    assert r.fields["battery_low"] is True and r.fields["battery_runtime_s"] is None
+
+
+def test_battery_options_validated(tmp_path: Path) -> None:
+    from posagent.config.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="low_pct"):
+        _battery(tmp_path, {"low_pct": 150.0})
+
+
+def test_battery_test_needs_business_hours(tmp_path: Path) -> None:
+    from posagent.config.errors import ConfigError
+
+    for driver, url in (("megatec", "sim://megatec"), ("nut", "nut://127.0.0.1/ups")):
+        dev = {"name": "u", "driver": driver, "url": url, "options": {"battery_test": True}}
+        with pytest.raises(ConfigError, match="business_hours"):
+            validate({"agent": {"state_dir": str(tmp_path)}, "device": [dev]}, "test.toml")
