@@ -152,7 +152,7 @@ class Daemon:
 
     # -- setup ------------------------------------------------------------------------
     def _open(self, config: Config) -> None:
-        """Devices built (drivers opened); outbox and delivery for this config."""
+        """Build every device of this config (drivers opened, simulators started on first use)."""
         self.devices = DeviceSet(config)
         for name in self.devices.names():
             self.devices.get(name)

@@ -167,7 +167,7 @@ class Outbox:
         if self._drop_logged_at is not None and now - self._drop_logged_at < DROP_LOG_INTERVAL:
             return
         text = ", ".join(f"{n} {k}" for k, n in sorted(self._unlogged.items()))
-        log.warning("outbox over its bound (%g MB, %g days): dropped %s%s", self.max_bytes / 2**20,
+        log.warning("outbox over its bound (%.3g MB, %.3g days): dropped %s%s", self.max_bytes / 2**20,
                     self.max_age / 86400, text, "" if self._drop_logged_at is None else " since the last report")
         self._unlogged, self._drop_logged_at = {}, now
 

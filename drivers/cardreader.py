@@ -38,7 +38,7 @@ from posagent.drivers.base import Check, CheckContext, Driver, Level, Result, St
 from posagent.drivers.errors import DeviceError, DeviceIOError, DeviceNotFound, DeviceTimeout
 from posagent.drivers.frames import FrameProfile
 from posagent.drivers.transport import ByteStream, open_stream
-from posagent.i18n import N_
+from posagent.i18n import N_, _
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,9 @@ def _hex(text: str, what: str) -> bytes | None:
         raise ValueError(f"{what} must be hex bytes like \"52 22\", not '{text}'") from None
 
 
+_PROTOCOL_HINT = N_("The reader answers in an unknown way: check the profile option and the baud rate.")
+
+
 class CardReaderDriver(Driver):
     name = "card-reader"
     family = "reader"
@@ -128,8 +131,9 @@ class CardReaderDriver(Driver):
         "READER_BAD_CHECKSUM": N_("Frames arrive corrupted: check the baud rate and parity, reseat or replace the "
                                   "cable, keep it away from power lines."),
         "READER_ECHO_MISMATCH": N_("The reader returns different bytes than sent: replace the cable or the reader."),
-        "READER_PROTOCOL_ERROR": N_("The reader answers in an unknown way: check the profile option and the baud "
-                                    "rate."),
+        "READER_PROTOCOL_ERROR": _PROTOCOL_HINT,
+        "READER_BAD_FRAME": _PROTOCOL_HINT,
+        "READER_BAD_LENGTH": _PROTOCOL_HINT,
         "READER_NOT_PRESENT": N_("Plug the reader in (USB or serial adapter) and check the URL in the config."),
         "READER_NO_KERNEL_DRIVER": N_("No kernel driver is bound: replug the reader; check that usbhid is loaded."),
         "READER_LOOPBACK_ERRORS": N_("Bytes came back wrong through the loopback plug: the port or cable is faulty."),
@@ -147,6 +151,17 @@ class CardReaderDriver(Driver):
         self._profile: FrameProfile = self.options.frame_profile()
         self._stream: ByteStream | None = None
         self._lock = threading.RLock()
+
+    def check_environment(self) -> str | None:
+        import importlib.util
+
+        needs = {"usb": ("usb", "pyusb is not installed (pip install pyusb; apt-get install libusb-1.0-0)"),
+                 "evdev": ("evdev", "python-evdev is not installed (pip install evdev)")}
+        scheme = "evdev" if self.options.wedge.startswith("evdev:") else self._url.scheme
+        for name in {self._url.scheme, scheme}:
+            if name in needs and importlib.util.find_spec(needs[name][0]) is None:
+                return needs[name][1]
+        return None
 
     @property
     def _url(self) -> DeviceURL:
@@ -292,7 +307,7 @@ class CardReaderDriver(Driver):
         stream.flush_input()
         checked = errors = 0
         t0 = time.perf_counter()
-        for _ in range(want // max(1, opts.loopback_block) + 2):
+        for _round in range(want // max(1, opts.loopback_block) + 2):
             if checked >= want:
                 break
             block = secrets.token_bytes(min(opts.loopback_block, want - checked))
@@ -371,7 +386,7 @@ class CardReaderDriver(Driver):
             return Result.unknown("READER_SWIPE_UNSUPPORTED", "a USB reader's swipes need the wedge option "
                                   "(its keyboard device)")
         if ctx.prompt is not None:
-            answer = ctx.prompt("Card reader: have a magnetic test card ready. Enter = start, s = skip:")
+            answer = ctx.prompt(_("Card reader: have a magnetic test card ready. Enter = start, s = skip:"))
             if answer.strip().lower() in ("s", "skip"):
                 return Result.unknown("READER_SWIPE_SKIPPED", "swipe test skipped by the technician")
         limit = min(float(opts.swipe_timeout), max(1.0, ctx.remaining() - 2.0))

@@ -30,7 +30,7 @@ from posagent.drivers.base import Check, CheckContext, Driver, Level, Result, St
 from posagent.drivers.errors import DeviceIOError
 from posagent.drivers.evdev_io import EventReader, KeyDevice, key_name, open_device
 from posagent.drivers.keyscan import DEFAULT_KEYS, KeySpec, ScanOutcome, ScanState, parse_keys, run_scan
-from posagent.i18n import N_
+from posagent.i18n import N_, _
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,7 @@ class KeypadDriver(Driver):
             return set()
         reader = EventReader(dev.fileno())
         until = time.monotonic() + min(self.options.stuck_after, max(0.0, ctx.remaining() - 0.5))
-        for _ in range(100_000):
+        for _round in range(100_000):
             left = until - time.monotonic()
             if left <= 0:
                 break
@@ -191,7 +191,8 @@ class KeypadDriver(Driver):
         opts: KeypadOptions = self.options
         dev = self._device()
         if ctx.prompt is not None:
-            answer = ctx.prompt(f"Keypad {dev.name}: press every key once when asked. Enter = start, s = skip:")
+            answer = ctx.prompt(_("Keypad {name}: press every key once when asked. Enter = start, s = skip:")
+                                .format(name=dev.name))
             if answer.strip().lower() in ("s", "skip"):
                 return Result.unknown("KEYPAD_SCAN_SKIPPED", "key scan skipped by the technician")
         control = 0 if ctx.prompt is not None and _stdin_is_terminal() else None
@@ -240,7 +241,7 @@ class KeypadDriver(Driver):
 def _drain(dev: KeyDevice) -> None:
     """Forget events queued before the scan (normal typing since the device was opened)."""
     reader = EventReader(dev.fileno())
-    for _ in range(1000):
+    for _round in range(1000):
         try:
             if not reader.read(0):
                 return

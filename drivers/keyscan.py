@@ -35,6 +35,7 @@ from posagent.drivers.evdev_io import (
     key_code,
     key_name,
 )
+from posagent.i18n import _
 
 LABELS: dict[str, tuple[str, ...]] = {
     **{str(d): (f"KEY_KP{d}", f"KEY_{d}") for d in range(10)},
@@ -228,7 +229,7 @@ def run_scan(reader: EventReader, state: ScanState, *, deadline: float, key_time
     poll.register(reader.fd, select.POLLIN | select.POLLPRI)
     if control_fd is not None:
         poll.register(control_fd, select.POLLIN)
-    for _ in range(1_000_000):  # bounded; each pass waits on poll or ends the scan
+    for _round in range(1_000_000):  # bounded; each pass waits on poll or ends the scan
         now = clock()
         todo = [lb for lb in order if not state.done(lb) and lb not in passed]
         if current and (state.done(current) or now - asked_at >= key_timeout):
@@ -261,7 +262,7 @@ def run_scan(reader: EventReader, state: ScanState, *, deadline: float, key_time
                 break
             else:
                 state.keys[current].skipped = True
-                tell(f"Keypad: skipped [{current}]")
+                tell(_("Keypad: skipped [{key}]").format(key=current))
         if reader.fd in ready:
             try:
                 for ev in reader.read(0):
@@ -278,7 +279,7 @@ def run_scan(reader: EventReader, state: ScanState, *, deadline: float, key_time
 def _await_releases(reader: EventReader, state: ScanState, until: float,
                     active: Callable[[], set[int]] | None, clock: Callable[[], float]) -> None:
     """The last keys may still be going up: read until none is down or ``until``."""
-    for _ in range(100_000):
+    for _round in range(100_000):
         left = until - clock()
         if left <= 0 or not state.any_down():
             return
@@ -291,6 +292,7 @@ def _await_releases(reader: EventReader, state: ScanState, until: float,
 
 def _prompt_line(state: ScanState, order: list[str], current: str, key_left: float, total_left: float) -> str:
     done = [lb for lb in order if state.keys[lb].presses]
-    return (f"Keypad: press [{current}]  ({len(done)} of {len(order)} done: {' '.join(done) or '-'}; "
-            f"{max(0, key_left):.0f} s for this key, {max(0, total_left):.0f} s in all; "
-            "Enter = skip key, q Enter = abort)")
+    return _("Keypad: press [{key}]  ({done} of {total} done: {done_keys}; {key_seconds} s for this key, "
+             "{total_seconds} s in all; Enter = skip key, q Enter = abort)").format(
+        key=current, done=len(done), total=len(order), done_keys=" ".join(done) or "-",
+        key_seconds=f"{max(0, key_left):.0f}", total_seconds=f"{max(0, total_left):.0f}")

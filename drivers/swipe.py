@@ -23,6 +23,7 @@ from posagent.drivers.errors import DeviceIOError, ProtocolError
 from posagent.drivers.frames import FrameProfile
 from posagent.drivers.tracks import SwipeInfo, parse_swipe, wipe
 from posagent.drivers.transport import ByteStream
+from posagent.i18n import _
 
 #: Unframed readers end a swipe with CR; without one, this much silence ends it.
 IDLE_END = 0.3
@@ -46,7 +47,7 @@ def wait_serial_swipe(stream: ByteStream, p: FrameProfile, buf: bytearray, limit
     """Prompt, then read one swipe from the reader's line into ``buf``."""
     stream.flush_input()
     if say is not None:
-        say(f"Card reader: swipe the card now ({limit:.0f} s)")
+        say(_("Card reader: swipe the card now ({seconds} s)").format(seconds=f"{limit:.0f}"))
     sim = getattr(stream.sim, "sim", None)
     if sim is not None and hasattr(sim, "on_prompt"):
         sim.on_prompt("swipe")  # the simulated technician swipes; the bytes still come over the pty
@@ -58,7 +59,7 @@ def wait_serial_swipe(stream: ByteStream, p: FrameProfile, buf: bytearray, limit
     n = 0
     last = t0
     stx = bytes((p.stx,))
-    for _ in range(100_000):  # bounded; every pass waits on poll or returns
+    for _round in range(100_000):  # bounded; every pass waits on poll or returns
         now = time.monotonic()
         if p.swipe_framed:
             start = buf.find(stx, 0, n)
@@ -99,9 +100,9 @@ def wait_wedge_swipe(url: DeviceURL, buf: bytearray, limit: float, say: Callable
         dev.grab()  # keystrokes must not reach the POS application (or a shell)
         reader = EventReader(dev.fileno())
         if say is not None:
-            say(f"Card reader: swipe the card now ({limit:.0f} s)")
+            say(_("Card reader: swipe the card now ({seconds} s)").format(seconds=f"{limit:.0f}"))
         deadline = t0 + limit
-        for _ in range(100_000):
+        for _round in range(100_000):
             now = time.monotonic()
             left = deadline - now
             if decoder.done or left <= 0:

@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from tests.bench.harness import SimProcess, Variant, median_us, measure, p99_us, ratio, wire_ms
+from tests.bench.harness import SimProcess, Variant, measure, median_us, p99_us, ratio, wire_ms
 
 EXCHANGES = {  # label: (sim URL, bytes out, bytes in)
     "printer status DLE EOT 1": ("sim://escpos", 3, 1),

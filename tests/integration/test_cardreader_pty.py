@@ -211,3 +211,15 @@ def test_cli_names_the_fault(write_config: Any) -> None:
     check = json.loads(proc.stdout)["checks"][0]
     assert (check["status"], check["code"]) == ("fail", "READER_NAK")
     assert check["hint"]
+
+
+def test_reader_unplugged_between_checks(make: Any) -> None:
+    s = CardReaderSim()
+    handle = s.start()
+    driver = make(handle.url)
+    try:
+        assert run_check(driver, "echo").code == "READER_OK"
+    finally:
+        handle.stop()  # the pty goes away, as a USB-serial adapter pulled out
+    r = run_check(driver, "echo")  # the old link fails, one reopen finds nothing
+    assert (r.status, r.code) == (Status.UNKNOWN, "READER_NOT_PRESENT"), r

@@ -52,6 +52,9 @@ blackout_dates = [{blackout}]
 url = "{c.url}"
 allow_insecure_http = true
 
+[export]
+prometheus_textfile = "{tmp_path / "posagent.prom"}"
+
 [[device]]
 name = "acquirer"
 driver = "host"
@@ -90,6 +93,11 @@ connect_timeout = "1s"
     if importlib.util.find_spec("posagent.history") is not None:
         later = [r.json for r in c.received if kind(r, "heartbeat") and r.json["last_selftest"]]
         assert later and later[-1]["last_selftest"]["status"] == selftest["status"]
+    if importlib.util.find_spec("posagent.prom") is not None:  # written after every heartbeat
+        from prometheus_client.parser import text_string_to_metric_families
+
+        families = list(text_string_to_metric_families((tmp_path / "posagent.prom").read_text()))
+        assert families and all(f.name.startswith("posagent_") for f in families)
     # the run is recorded: a restart now would not catch up again
     record = json.loads((state / "schedule.json").read_text())
     assert record["last_selftest_run"] > "2025"
