@@ -21,13 +21,15 @@ from typing import Any, TextIO
 from posagent.clicommon import add_common, load, only_names
 from posagent.config.model import Config
 from posagent.outbox import DB_NAME, Outbox
-from posagent.upstream import Upstream
+from posagent.upstream import RetryPolicy, Upstream
 
 EX_DATAERR = 65
 EX_TEMPFAIL = 75
 EX_CONFIG = 78
 #: How long ``--send`` (and ``run --once``) may spend delivering.
 SEND_DEADLINE = 120.0
+#: A person is waiting: fewer, shorter retries than the daemon's.
+INTERACTIVE_RETRY = RetryPolicy(attempts=3, base=0.5, cap=4.0, retry_after_cap=30.0, budget=60.0)
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -97,7 +99,7 @@ def send(config: Config, *, drain: bool, as_json: bool = False, out: TextIO = sy
     from posagent.daemon import make_upstream, open_outbox
     from posagent.outbox import OutboxError
 
-    upstream, bad = make_upstream(config)
+    upstream, bad = make_upstream(config, INTERACTIVE_RETRY)
     if bad:
         print(f"posagent: upstream not usable: {bad}", file=sys.stderr)
         return EX_CONFIG

@@ -33,7 +33,7 @@ from posagent.outbox import Outbox, OutboxError
 from posagent.sdnotify import Notifier
 from posagent.selftest.devices import DeviceSet
 from posagent.selftest.runner import Runner
-from posagent.upstream import Upstream, UpstreamError
+from posagent.upstream import RetryPolicy, Upstream, UpstreamError
 
 log = logging.getLogger("posagent.daemon")
 
@@ -47,12 +47,12 @@ def open_outbox(config: Config) -> Outbox:
     return Outbox(config.agent.state_dir, max_bytes=int(up.spool_max_mb * 2**20), max_age=float(up.spool_max_age))
 
 
-def make_upstream(config: Config, stop: threading.Event | None = None) -> tuple[Upstream | None, str | None]:
+def make_upstream(config: Config, policy: RetryPolicy | None = None) -> tuple[Upstream | None, str | None]:
     """(upstream, problem): no URL configured is (None, None); a bad setting is (None, reason)."""
     if not config.upstream.url:
         return None, None
     try:
-        return Upstream(config.upstream, stop=stop or threading.Event()), None
+        return Upstream(config.upstream, policy=policy or RetryPolicy()), None
     except UpstreamError as e:
         return None, str(e)
 

@@ -138,11 +138,15 @@ class HostDriver(Driver):
                 return Result.fail("HOST_TLS_FAILED", f"TLS handshake with {host} failed: {why}")
         import httpx  # only on the http(s) path
 
+        # Plain http needs no TLS context. trust_env=False: the check measures the direct
+        # path, like the TCP connects above, and reading the environment's proxy and
+        # certificate settings costs ~50 ms per client. The client is built (and httpcore
+        # imported, ~60 ms the first time) before the clock starts: http_ms is the request.
+        client = httpx.Client(verify=ctx if ctx is not None else False, trust_env=False,
+                              timeout=opts.connect_timeout + opts.warn_http_ms / 1000.0)
         t0 = time.perf_counter()
         try:
-            # Plain http needs no TLS context (building the default one costs ~50 ms).
-            with httpx.Client(verify=ctx if ctx is not None else False,
-                              timeout=opts.connect_timeout + opts.warn_http_ms / 1000.0) as client:
+            with client:
                 resp = client.get(url.raw)
         except httpx.TimeoutException:
             return Result.fail("HOST_TIMEOUT", f"{host} accepted the connection but sent no HTTP reply in time")

@@ -123,3 +123,6 @@ def test_sigkill_at_random_moments_loses_no_committed_report(tmp_path: Path) -> 
     assert all(len(ids) == 1 for ids in by_seq.values()), f"seed {seed}"
     assert len({i for ids in by_seq.values() for i in ids}) == len(by_seq)
     assert last_seq >= target
+    duplicates = len(delivered) - len(by_seq)
+    print(f"seed {seed}: {last_seq} reports committed over {KILLS_DOWN + KILLS_UP} SIGKILLs, "
+          f"all delivered, {duplicates} duplicate deliveries (same message_id)")
