@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from tests.bench.harness import SimProcess
 from tests.bench.processes import DaemonFigures, daemon_steady_state
 from tests.integration.collector import Collector
 
@@ -25,17 +26,17 @@ allow_insecure_http = true
 [[device]]
 name = "receipt"
 driver = "escpos"
-url = "sim://escpos"
+url = "{escpos}"
 
 [[device]]
 name = "ups"
 driver = "megatec"
-url = "sim://megatec"
+url = "{megatec}"
 
 [[device]]
 name = "card-reader"
 driver = "card-reader"
-url = "sim://card-reader"
+url = "{card_reader}"
 
 [[device]]
 name = "keypad"
@@ -45,7 +46,7 @@ url = "sim://keypad"
 [[device]]
 name = "acquirer"
 driver = "host"
-url = "sim://host"
+url = "{host}"
 
 [[device]]
 name = "system"
@@ -63,10 +64,16 @@ def run_daemon_bench(seconds: float, state_dir: str) -> DaemonFigures:
     os.makedirs(state, exist_ok=True)
     # Keep the daily self-test out of the measured window: schedule it 12 hours away.
     later = (dt.datetime.now() + dt.timedelta(hours=12)).strftime("%H:%M")
-    with Collector() as collector:
+    # The simulated devices run in their own process, as hardware would be outside the
+    # agent; only the keypad's event pipe cannot cross processes and stays in-process.
+    sims = ("sim://escpos", "sim://megatec", "sim://card-reader", "sim://host")
+    with Collector() as collector, SimProcess(*sims) as sim:
+        u = sim.urls
         path = os.path.join(state_dir, "daemon.toml")
         with open(path, "w", encoding="utf-8") as fh:
-            fh.write(CONFIG.format(state=state, url=collector.url, selftest_at=later))
+            fh.write(CONFIG.format(state=state, url=collector.url, selftest_at=later, escpos=u["sim://escpos"],
+                                   megatec=u["sim://megatec"], card_reader=u["sim://card-reader"],
+                                   host=u["sim://host"]))
         figures = daemon_steady_state(path, seconds)
         figures.heartbeats = sum(1 for r in collector.delivered()
                                  if str(r.get("schema", "")).startswith("posagent.heartbeat"))

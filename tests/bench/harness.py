@@ -21,20 +21,26 @@ from dataclasses import dataclass, field
 
 
 class SimProcess:
-    """``posagent sim URL`` in a child process; ``.url`` is what it serves."""
+    """``posagent sim URL...`` in a child process; ``.urls`` maps each sim URL to what it
+    serves (``.url``/``.path`` for the first)."""
 
-    def __init__(self, sim_url: str) -> None:
+    def __init__(self, *sim_urls: str) -> None:
         exe = shutil.which("posagent")
-        cmd = [exe, "sim", sim_url] if exe else [sys.executable, "-m", "posagent", "sim", sim_url]
+        cmd = [exe, "sim", *sim_urls] if exe else [sys.executable, "-m", "posagent", "sim", *sim_urls]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      stdin=subprocess.DEVNULL)
         assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
-        line = self.proc.stdout.readline() if ready else ""
-        if "\t" not in line:
-            self.close()
-            raise RuntimeError(f"simulator {sim_url} did not start: {line!r}")
-        self.url = line.strip().split("\t")[1]
+        self.urls: dict[str, str] = {}
+        deadline = time.monotonic() + 30
+        while len(self.urls) < len(sim_urls):
+            ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            line = self.proc.stdout.readline() if ready else ""
+            if "\t" not in line:
+                self.close()
+                raise RuntimeError(f"simulators {sim_urls} did not start: {line!r}")
+            raw, served = line.strip().split("\t")
+            self.urls[raw] = served
+        self.url = self.urls[sim_urls[0]]
         self.path = self.url.removeprefix("serial://")
 
     def close(self) -> None:

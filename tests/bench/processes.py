@@ -11,10 +11,29 @@ import threading
 import time
 from dataclasses import dataclass
 
+#: The posagent executable the process figures run; set by use_clean_install().
+EXE: str | None = None
+
 
 def posagent_cmd(*args: str) -> list[str]:
-    exe = shutil.which("posagent")
+    exe = EXE or shutil.which("posagent")
     return [exe, *args] if exe else [sys.executable, "-m", "posagent", *args]
+
+
+def use_clean_install(workdir: str, repo: str) -> str:
+    """Install the package with its runtime dependencies only into a fresh venv, as on a
+    terminal (no test tools, no optional packages that httpx would pick up), and run the
+    process figures from there. Returns a note for the report."""
+    global EXE
+    venv = os.path.join(workdir, "venv")
+    try:
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True, capture_output=True, timeout=120)
+        subprocess.run([os.path.join(venv, "bin", "pip"), "install", "-q", repo], check=True,
+                       capture_output=True, timeout=600)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
+        return f"clean install failed ({e}); process figures use this interpreter's environment"
+    EXE = os.path.join(venv, "bin", "posagent")
+    return "process figures from a clean venv with the runtime dependencies only"
 
 
 @dataclass

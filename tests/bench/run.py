@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from tests.bench.harness import SimProcess, Variant, measure, median_us, p99_us, ratio, wire_ms
 
@@ -156,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="fewer rounds and a 10 s daemon run (for CI)")
     ap.add_argument("--daemon-seconds", type=float, help="steady-state duration (default 60, quick 10)")
+    ap.add_argument("--no-clean-install", action="store_true",
+                    help="run the process figures from this environment instead of a fresh venv")
     ap.add_argument("--skip", default="", help="comma-separated sections to skip: exchanges,codec,process,daemon")
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
@@ -163,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| exchange | variant | median us | p99 us | x FLOOR |")
     print("| --- | --- | ---: | ---: | ---: |")
     with tempfile.TemporaryDirectory(prefix="posagent-bench-") as state:
+        if not args.no_clean_install and not {"process", "daemon"} <= skip:
+            from tests.bench.processes import use_clean_install
+
+            print(f"Note: {use_clean_install(state, str(Path(__file__).resolve().parents[2]))}", flush=True)
         sections: list[tuple[str, Callable[[], list[str]]]] = [
             ("exchanges", lambda: exchange_rows(args.quick, state)),
             ("codec", lambda: codec_rows(args.quick)),
