@@ -52,19 +52,36 @@ class ProcFigures:
         return max(self.peak_rss_mb)
 
 
+# A small spawner process forks and execs the command, then reports the child's wall time
+# and ru_maxrss. Measuring from the test process itself would not work: a child forked from
+# a large process inherits that process's high-water mark across exec.
+_SPAWNER = """
+import json, os, sys, time
+t0 = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    fd = os.open(os.devnull, os.O_RDWR)
+    for n in (0, 1, 2):
+        os.dup2(fd, n)
+    os.execvp(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(json.dumps([(time.perf_counter() - t0) * 1000.0, usage.ru_maxrss / 1024.0, os.waitstatus_to_exitcode(status)]))
+"""
+
+
 def time_command(label: str, args: list[str], runs: int, env: dict[str, str] | None = None) -> ProcFigures:
-    """Wall time (fork to reap) and peak RSS (wait4 rusage) of ``posagent ARGS``."""
+    """Wall time (fork to reap) and peak RSS (the child's own ru_maxrss) of ``posagent ARGS``."""
+    import json
+
     walls, rss, rcs = [], [], []
     full_env = {**os.environ, **(env or {})}
     for _ in range(runs):
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(posagent_cmd(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                stdin=subprocess.DEVNULL, env=full_env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        walls.append((time.perf_counter() - t0) * 1000.0)
-        rss.append(usage.ru_maxrss / 1024.0)  # Linux: KiB
-        rcs.append(os.waitstatus_to_exitcode(status))
-        proc.returncode = rcs[-1]
+        out = subprocess.run([sys.executable, "-S", "-c", _SPAWNER, *posagent_cmd(*args)], env=full_env,
+                             capture_output=True, text=True, timeout=120, check=True).stdout
+        wall, peak, rc = json.loads(out)
+        walls.append(wall)
+        rss.append(peak)
+        rcs.append(rc)
     return ProcFigures(label, walls, rss, rcs)
 
 
