@@ -25,6 +25,7 @@ class Server:
 
     def __init__(self, handler, tls: ssl.SSLContext | None = None) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
         self.handler = handler
         self.tls = tls
@@ -33,7 +34,6 @@ class Server:
         self.thread.start()
 
     def _serve(self) -> None:
-        self.sock.settimeout(0.2)
         while not self.stop.is_set():
             try:
                 conn, _ = self.sock.accept()
