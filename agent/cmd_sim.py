@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 import threading
 
 
@@ -17,7 +16,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from posagent.clicommon import UsageError
     from posagent.config.urls import parse_url
-    from posagent.drivers.sim import SIMULATORS, simulator_class, start_sim
+    from posagent.drivers.sim import SIMULATORS, start_sim
     from posagent.i18n import _
 
     urls = args.urls or [f"sim://{family}" for family in SIMULATORS]
@@ -30,11 +29,6 @@ def run(args: argparse.Namespace) -> int:
                 raise UsageError(str(e)) from None
             if url.scheme != "sim":
                 raise UsageError(_("'{url}' is not a sim:// URL").format(url=raw))
-            try:
-                simulator_class(url.host)
-            except ValueError as e:
-                print(_("posagent sim: skipping {url}: {reason}").format(url=raw, reason=e), file=sys.stderr)
-                continue
             handle = start_sim(url.host, url.params)
             handles.append(handle)
             print(f"{raw}\t{handle.url}", flush=True)
