@@ -8,6 +8,7 @@ UnifiedPOS CheckHealth level) and ``close()``. Drivers may raise the exceptions 
 
 from __future__ import annotations
 
+import datetime
 import enum
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from posagent.config.model import DeviceConfig
+    from posagent.config.values import HourRange
 
 
 class Status(enum.IntEnum):
@@ -118,11 +120,28 @@ class Check:
 
 @dataclass(frozen=True)
 class DriverEnv:
-    """Agent-wide context a driver may need: where to keep state, who we are."""
+    """Agent-wide context a driver may need: where to keep state, who we are, and when
+    the shop is open (disruptive tests, like a UPS battery test, never run then)."""
 
     state_dir: str
     terminal_id: str
     check_timeout: float = 10.0
+    business_hours: HourRange | None = None
+    blackout_dates: tuple[datetime.date, ...] = ()
+
+    def quiet_time_refusal(self, override: HourRange | None = None,
+                           now: datetime.datetime | None = None) -> str | None:
+        """Why a disruptive test must not run now (inside business hours, on a blackout
+        date, or no business hours known to be safe), or None when it may."""
+        hours = override or self.business_hours
+        now = now or datetime.datetime.now()
+        if hours is None:
+            return "no business hours configured ([schedule] business_hours), so no time is known to be safe"
+        if now.date() in self.blackout_dates:
+            return f"{now.date().isoformat()} is a blackout date"
+        if hours.contains(now.time()):
+            return f"inside business hours {hours}"
+        return None
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,9 @@ terminator, never on a timeout; a reply that does not parse is a protocol error 
 the raw line. The port stays open between queries and is reopened after an I/O error.
 
 Checks: ``status`` (internal); ``battery_test`` (external, only with ``battery_test =
-true``): the Megatec ``T`` 10-second battery test, run only outside the device's
-``business_hours`` option and never when the battery is already low or on battery.
-The driver does not see the agent's [schedule], so the window is a device option,
-required when the test is enabled.
+true``): the Megatec ``T`` 10-second battery test, run only outside business hours
+([schedule], or the device's ``business_hours`` option) and blackout dates, and never
+when the battery is already low or on battery.
 """
 
 from __future__ import annotations
@@ -43,12 +42,9 @@ class MegatecOptions:
     ignore_bypass_bit: bool = False  # bit 5 set in normal operation (some OMRON firmware)
     ignore_shutdown_bit: bool = False  # bit 1 stuck at 1 (NUT's ignoresab)
     battery_test: bool = False  # offer the external 10-second battery test
-    business_hours: HourRange | None = None  # never test inside this window
+    business_hours: HourRange | None = None  # overrides [schedule] business_hours for this UPS
 
     def __post_init__(self) -> None:
-        if self.battery_test and self.business_hours is None:
-            raise ValueError('battery_test = true needs business_hours (e.g. "08:00-22:00") in [device.options]: '
-                             "the test is never run inside business hours")
         if self.battery_voltage_low and self.battery_voltage_high \
                 and self.battery_voltage_low >= self.battery_voltage_high:
             raise ValueError("battery_voltage_low must be below battery_voltage_high")
@@ -179,10 +175,9 @@ class MegatecDriver(Driver):
         return out
 
     def battery_test(self, ctx: CheckContext) -> Result:
-        hours: HourRange | None = self.options.business_hours
-        now = dt.datetime.now().time()
-        if hours is None or hours.contains(now):
-            return Result.ok("UPS_TEST_SKIPPED", f"battery test not run: inside business hours {hours}")
+        refusal = self.env.quiet_time_refusal(self.options.business_hours, dt.datetime.now())
+        if refusal:
+            return Result.ok("UPS_TEST_SKIPPED", f"battery test not run: {refusal}")
         with self._lock:
             before = self.status()
             # Never on a low battery, on battery, or a UPS in trouble: the result says why.

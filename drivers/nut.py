@@ -18,7 +18,7 @@ and (option ``login``) LOGIN, which needs an ``upsmon secondary`` line in upsd.u
 ``starttls = true`` upgrades the connection with STARTTLS before anything else.
 
 External check ``battery_test`` (option, off by default): ``INSTCMD <ups>
-test.battery.start.quick`` outside the ``business_hours`` option, never on a low battery.
+test.battery.start.quick`` outside business hours and blackout dates, never on a low battery.
 """
 
 from __future__ import annotations
@@ -241,13 +241,10 @@ class NutOptions:
     login: bool = True  # send LOGIN when the URL has a user (needs 'upsmon secondary')
     overload_pct: float = 100.0  # ups.load at or above this: UPS_OVERLOAD (0 = only the OVER token)
     battery_test: bool = False
-    business_hours: HourRange | None = None
+    business_hours: HourRange | None = None  # overrides [schedule] business_hours for this UPS
     test_command: str = "test.battery.start.quick"
 
     def __post_init__(self) -> None:
-        if self.battery_test and self.business_hours is None:
-            raise ValueError('battery_test = true needs business_hours (e.g. "08:00-22:00") in [device.options]: '
-                             "the test is never run inside business hours")
         if not 0 < self.timeout <= 60:
             raise ValueError("timeout must be between 0 and 60 s")
         if not self.test_command or " " in self.test_command:
@@ -344,9 +341,9 @@ class NutDriver(Driver):
 
     def battery_test(self, ctx: CheckContext) -> Result:
         opts: NutOptions = self.options
-        now = dt.datetime.now().time()
-        if opts.business_hours is None or opts.business_hours.contains(now):
-            return Result.ok("UPS_TEST_SKIPPED", f"battery test not run: inside business hours {opts.business_hours}")
+        refusal = self.env.quiet_time_refusal(opts.business_hours, dt.datetime.now())
+        if refusal:
+            return Result.ok("UPS_TEST_SKIPPED", f"battery test not run: {refusal}")
         before = self.status()
         if before.code not in ("UPS_OK", "UPS_REPLACE_BATTERY"):
             before.message = "battery test not run: " + before.message

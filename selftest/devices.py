@@ -30,7 +30,9 @@ class DeviceSet:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.env = DriverEnv(state_dir=config.agent.state_dir, terminal_id=config.agent.terminal_id,
-                             check_timeout=config.agent.check_timeout)
+                             check_timeout=config.agent.check_timeout,
+                             business_hours=config.schedule.business_hours,
+                             blackout_dates=tuple(config.schedule.blackout_dates))
         self._drivers: dict[str, Driver | Broken] = {}
         self._lock = threading.Lock()
 
