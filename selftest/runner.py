@@ -60,28 +60,38 @@ class Report:
 Progress = Callable[[str, CheckRecord | None, int, int], None]
 
 
+class Call:
+    """``fn`` running in a daemon thread; ``result(deadline)`` turns its outcome into a
+    Result, or CHECK_TIMEOUT when the deadline passes first (the thread is abandoned)."""
+
+    def __init__(self, fn: Callable[[], Any], what: str) -> None:
+        self._fn, self._what = fn, what
+        self._box: list[Result] = []
+        self._done = threading.Event()
+        self._t0 = time.perf_counter()
+        threading.Thread(target=self._target, daemon=True, name=f"check-{what}").start()
+
+    def _target(self) -> None:
+        try:
+            r = _as_result(self._fn(), self._what)
+        except BaseException as e:
+            r = _from_exception(e, self._what)
+        r.duration_ms = round((time.perf_counter() - self._t0) * 1000.0, 2)
+        self._box.append(r)
+        self._done.set()
+
+    def result(self, deadline: float, timeout: float) -> Result:
+        """Wait until the monotonic ``deadline`` (``timeout`` names it in the message)."""
+        if not self._done.wait(max(0.0, deadline - time.monotonic()) + _GRACE):
+            r = Result.unknown("CHECK_TIMEOUT", f"no result within {timeout:g} s (device hung?)")
+            r.duration_ms = round((time.perf_counter() - self._t0) * 1000.0, 2)
+            return r
+        return self._box[0]
+
+
 def call_with_timeout(fn: Callable[[], Any], timeout: float, what: str) -> Result:
     """Run ``fn`` in a daemon thread; turn its outcome into a Result, cut at ``timeout``."""
-    box: list[Any] = []
-    done = threading.Event()
-
-    def target() -> None:
-        t0 = time.perf_counter()
-        try:
-            box.append(_as_result(fn(), what))
-        except BaseException as e:
-            box.append(_from_exception(e, what))
-        box[0].duration_ms = round((time.perf_counter() - t0) * 1000.0, 2)
-        done.set()
-
-    t0 = time.perf_counter()
-    threading.Thread(target=target, daemon=True, name=f"check-{what}").start()
-    if not done.wait(timeout + _GRACE):
-        r = Result.unknown("CHECK_TIMEOUT", f"no result within {timeout:g} s (device hung?)")
-        r.duration_ms = round((time.perf_counter() - t0) * 1000.0, 2)
-        return r
-    result: Result = box[0]
-    return result
+    return Call(fn, what).result(time.monotonic() + timeout, timeout)
 
 
 def _as_result(value: Any, what: str) -> Result:
@@ -152,24 +162,19 @@ class Runner:
     def status(self, only: list[str] | None = None) -> dict[str, tuple[str, Result]]:
         """Every device's status() concurrently; name -> (driver name, result)."""
         out: dict[str, tuple[str, Result]] = {}
-        threads = []
-
-        def one(name: str) -> None:
+        calls: list[tuple[str, Driver, Call, float]] = []
+        start = time.monotonic()
+        for name in self.devices.names(only):  # one thread per device, all at once
             entry = self.devices.get(name)
             if isinstance(entry, Broken):
                 out[name] = (entry.device.driver, Result.unknown(entry.code, entry.message))
-                return
-            r = call_with_timeout(entry.status, entry.timeout, f"{name}.status")
+            else:
+                calls.append((name, entry, Call(entry.status, f"{name}.status"), entry.timeout))
+        for name, driver, call, timeout in calls:
+            r = call.result(start + timeout, timeout)
             if r.code == "CHECK_TIMEOUT":
                 self.devices.poison(name)
-            out[name] = (entry.name, r)
-
-        for name in self.devices.names(only):
-            th = threading.Thread(target=one, args=(name,), daemon=True)
-            th.start()
-            threads.append(th)
-        for th in threads:
-            th.join()
+            out[name] = (driver.name, r)
         return {n: out[n] for n in self.devices.names(only)}
 
     # -- internals -----------------------------------------------------------

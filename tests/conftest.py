@@ -3,19 +3,32 @@
 ``need_binary`` / ``need_module`` skip a test when a Debian package or Python module is
 missing, with a reason that says how to install it; under CI=true they fail instead,
 because CI installs everything (.ci/run).
+
+``build_driver`` builds drivers the way the agent does, through the real config loader and
+a ``DeviceSet`` (which also runs the driver's environment check), and closes every set at
+teardown; ``device_set`` / ``driver_of`` are the same as plain functions for the bench.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.util
 import os
 import shutil
+import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
+
+if TYPE_CHECKING:
+    from posagent.drivers.base import Driver
+    from posagent.selftest.devices import DeviceSet
+
+D = TypeVar("D", bound="Driver")
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REPO = Path(__file__).resolve().parent.parent
@@ -64,3 +77,92 @@ def write_config(tmp_path: Path) -> Iterator:
         return path
 
     yield write
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (bound once, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0, kill_timeout: float = 5.0) -> None:
+    """SIGTERM, wait up to ``timeout`` s, then SIGKILL and wait up to ``kill_timeout`` s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(kill_timeout)
+
+
+def hours_window(inside: bool) -> str:
+    """A business_hours value "HH:MM-HH:MM" that now is inside of (or an hour before)."""
+    now = dt.datetime.now()
+    a, b = (now - dt.timedelta(hours=1), now + dt.timedelta(hours=1)) if inside else \
+        (now + dt.timedelta(hours=1), now + dt.timedelta(hours=2))
+    return f"{a:%H:%M}-{b:%H:%M}"
+
+
+# -- drivers built through the real config loader -------------------------------------------
+def device_entry(name: str, driver: str, url: str | None = None, options: Mapping[str, Any] | None = None,
+                 **fields: Any) -> dict[str, Any]:
+    """One ``[[device]]`` table as the config loader reads it (``options`` only when given)."""
+    dev: dict[str, Any] = {"name": name, "driver": driver}
+    if url is not None:
+        dev["url"] = url
+    dev.update(fields)
+    if options:
+        dev["options"] = dict(options)
+    return dev
+
+
+def device_set(state_dir: str | Path, *devices: dict[str, Any], source: str = "test.toml") -> DeviceSet:
+    """A DeviceSet from ``posagent.config.loader.validate`` of an [agent] with ``state_dir``."""
+    from posagent.config.loader import validate
+    from posagent.selftest.devices import DeviceSet
+
+    return DeviceSet(validate({"agent": {"state_dir": str(state_dir)}, "device": list(devices)}, source))
+
+
+def driver_of(devices: DeviceSet, name: str, kind: type[D]) -> D:
+    """The set's driver for ``name``, which must be a built ``kind`` (not a Broken entry)."""
+    entry = devices.get(name)
+    assert isinstance(entry, kind), entry
+    return entry
+
+
+class DriverBuilder:
+    """What the ``build_driver`` fixture yields; every DeviceSet it made is closed at the end."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.sets: list[DeviceSet] = []
+
+    def devices(self, *devices: dict[str, Any]) -> DeviceSet:
+        ds = device_set(self.state_dir, *devices)
+        self.sets.append(ds)
+        return ds
+
+    def driver(self, kind: type[D], device: dict[str, Any]) -> D:
+        return driver_of(self.devices(device), device["name"], kind)
+
+    def maker(self, kind: type[D], name: str, driver: str, default_url: str | None = None,
+              **fields: Any) -> Callable[..., D]:
+        """``build(url=default_url, **options) -> kind``: the driver for one configured device."""
+
+        def build(url: str | None = None, **options: Any) -> D:
+            return self.driver(kind, device_entry(name, driver, url or default_url, options, **fields))
+
+        return build
+
+    def close(self) -> None:
+        for ds in self.sets:
+            ds.close()
+
+
+@pytest.fixture
+def build_driver(tmp_path: Path) -> Iterator[DriverBuilder]:
+    builder = DriverBuilder(tmp_path)
+    yield builder
+    builder.close()

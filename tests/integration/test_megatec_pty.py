@@ -4,49 +4,31 @@ tests do not control) through the real ``posagent status --json``."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import select
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from posagent.config.loader import validate
 from posagent.drivers.base import CheckContext, Level, Result, Status
 from posagent.drivers.megatec import MegatecDriver
 from posagent.drivers.sim import SimHandle, start_sim
 from posagent.drivers.ups_common import FIELD_NAMES
-from posagent.selftest.devices import DeviceSet
 from posagent.selftest.runner import Runner
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, DriverBuilder, device_entry, device_set, hours_window, run_cli
 
 EMULATOR = Path(__file__).with_name("independent_ups.py")
 
 
 @pytest.fixture
-def make(tmp_path: Path) -> Iterator[Any]:
+def make(build_driver: DriverBuilder) -> Callable[..., MegatecDriver]:
     """make(url, **options) -> a MegatecDriver built from config, closed at the end."""
-    sets: list[DeviceSet] = []
-
-    def build(url: str, **options: Any) -> MegatecDriver:
-        dev: dict[str, Any] = {"name": "ups", "driver": "megatec", "url": url, "timeout": "5s"}
-        if options:
-            dev["options"] = options
-        cfg = validate({"agent": {"state_dir": str(tmp_path)}, "device": [dev]}, "test.toml")
-        ds = DeviceSet(cfg)
-        sets.append(ds)
-        drv = ds.get("ups")
-        assert isinstance(drv, MegatecDriver), drv
-        return drv
-
-    yield build
-    for ds in sets:
-        ds.close()
+    return build_driver.maker(MegatecDriver, "ups", "megatec", timeout="5s")
 
 
 @pytest.fixture
@@ -159,13 +141,6 @@ def test_dropped_link_is_unknown_then_reopened(make, sim) -> None:
     assert codes == ["UPS_OK"] * 3
 
 
-def _window(inside: bool) -> str:
-    now = dt.datetime.now()
-    a, b = (now - dt.timedelta(hours=1), now + dt.timedelta(hours=1)) if inside else \
-        (now + dt.timedelta(hours=1), now + dt.timedelta(hours=2))
-    return f"{a:%H:%M}-{b:%H:%M}"
-
-
 def _run_test(drv: MegatecDriver) -> Result:
     check = next(c for c in drv.checks() if c.name == "battery_test")
     assert check.level == Level.EXTERNAL
@@ -175,7 +150,7 @@ def _run_test(drv: MegatecDriver) -> Result:
 
 def test_battery_test_outside_business_hours(make, sim) -> None:
     h = sim(test_seconds=1)
-    drv = make(h.url, battery_test=True, business_hours=_window(inside=False))
+    drv = make(h.url, battery_test=True, business_hours=hours_window(inside=False))
     r = _run_test(drv)
     assert (r.status, r.code) == (Status.OK, "UPS_TEST_PASSED"), r.message
     assert h.sim.tests_started == 1 and b"T" in h.sim.commands
@@ -184,16 +159,16 @@ def test_battery_test_outside_business_hours(make, sim) -> None:
 
 def test_battery_test_weak_battery_fails(make, sim) -> None:
     h = sim(test_seconds=1, weak_battery=True)
-    r = _run_test(make(h.url, battery_test=True, business_hours=_window(inside=False)))
+    r = _run_test(make(h.url, battery_test=True, business_hours=hours_window(inside=False)))
     assert (r.status, r.code) == (Status.FAIL, "UPS_TEST_FAILED"), r.message
 
 
 def test_battery_test_unsupported_or_unconfirmed(make, sim) -> None:
     h = sim(no_test=True)
-    r = _run_test(make(h.url, battery_test=True, business_hours=_window(inside=False)))
+    r = _run_test(make(h.url, battery_test=True, business_hours=hours_window(inside=False)))
     assert (r.status, r.code) == (Status.UNKNOWN, "UPS_TEST_NOT_SUPPORTED"), r.message
     h = sim(test_seconds=0)  # accepts T, never shows a test in progress
-    r = _run_test(make(h.url, battery_test=True, business_hours=_window(inside=False)))
+    r = _run_test(make(h.url, battery_test=True, business_hours=hours_window(inside=False)))
     assert (r.status, r.code) == (Status.UNKNOWN, "UPS_TEST_NOT_CONFIRMED"), r.message
     assert h.sim.tests_started == 1
 
@@ -205,7 +180,7 @@ def test_battery_test_unsupported_or_unconfirmed(make, sim) -> None:
 ])
 def test_battery_test_not_run(make, sim, knobs: dict, inside: bool, code: str) -> None:
     h = sim(test_seconds=1, **knobs)
-    r = _run_test(make(h.url, battery_test=True, business_hours=_window(inside=inside)))
+    r = _run_test(make(h.url, battery_test=True, business_hours=hours_window(inside=inside)))
     assert r.code == code and "not run" in r.message
     assert h.sim.tests_started == 0 and b"T" not in h.sim.commands
 
@@ -227,11 +202,9 @@ def test_device_json_matches_the_heartbeat_schema(make, sim) -> None:
 
 
 def test_runner_maps_everything(tmp_path: Path) -> None:
-    cfg = validate({"agent": {"state_dir": str(tmp_path)}, "device": [
-        {"name": "a", "driver": "megatec", "url": "sim://megatec"},
-        {"name": "b", "driver": "megatec", "url": "sim://megatec?garbage=true"},
-        {"name": "c", "driver": "megatec", "url": "sim://megatec?on_battery=true&battery_low=true"}]}, "t.toml")
-    with DeviceSet(cfg) as devices:
+    with device_set(tmp_path, device_entry("a", "megatec", "sim://megatec"),
+                    device_entry("b", "megatec", "sim://megatec?garbage=true"),
+                    device_entry("c", "megatec", "sim://megatec?on_battery=true&battery_low=true")) as devices:
         out = Runner(devices).status()
     assert {n: r.code for n, (_d, r) in out.items()} == {"a": "UPS_OK", "b": "UPS_PROTOCOL_ERROR",
                                                          "c": "UPS_BATTERY_LOW"}
