@@ -34,10 +34,14 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _missing(reason: str) -> None:
+def skip_or_fail(reason: str) -> None:
+    """Skip the test for ``reason`` (something this machine lacks); under CI=true, fail."""
     if IN_CI:
         pytest.fail(f"CI=true but {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+_missing = skip_or_fail  # its first name, kept for callers of it
 
 
 def need_binary(path_or_name: str, apt_package: str) -> str:
@@ -45,13 +49,13 @@ def need_binary(path_or_name: str, apt_package: str) -> str:
     found = path_or_name if os.path.isabs(path_or_name) and os.access(path_or_name, os.X_OK) \
         else shutil.which(path_or_name)
     if not found:
-        _missing(f"{path_or_name} not found: install it with 'apt-get install -y {apt_package}'")
+        skip_or_fail(f"{path_or_name} not found: install it with 'apt-get install -y {apt_package}'")
     return str(found)
 
 
 def need_module(module: str, pip_package: str) -> None:
     if importlib.util.find_spec(module) is None:
-        _missing(f"Python module {module} missing: install it with 'pip install {pip_package}'")
+        skip_or_fail(f"Python module {module} missing: install it with 'pip install {pip_package}'")
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60.0,

@@ -7,22 +7,18 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from posagent.config.loader import validate
 from posagent.drivers.base import Driver
-from posagent.selftest.devices import DeviceSet
 from tests.bench.harness import floor_exchange, open_raw
+from tests.conftest import device_entry, device_set, driver_of
 
 DLE_EOT_1 = b"\x10\x04\x01"
 Q1 = b"Q1\r"
 
 
 def driver(state_dir: str, name: str, driver_name: str, url: str, options: dict[str, Any] | None = None) -> Driver:
-    cfg = validate({"agent": {"state_dir": state_dir},
-                    "device": [{"name": name, "driver": driver_name, "url": url, "options": options or {}}]},
-                   "bench.toml")
-    entry = DeviceSet(cfg).get(name)
-    assert isinstance(entry, Driver), entry
-    return entry
+    """The agent's own driver, built through the real config loader as the daemon builds it."""
+    devices = device_set(state_dir, device_entry(name, driver_name, url, options), source="bench.toml")
+    return driver_of(devices, name, Driver)
 
 
 def pyserial_port(path: str, timeout: float = 1.0) -> Any:

@@ -19,6 +19,8 @@ import tty
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tests.conftest import stop_process
+
 
 class SimProcess:
     """``posagent sim URL...`` in a child process; ``.urls`` maps each sim URL to what it
@@ -44,12 +46,7 @@ class SimProcess:
         self.path = self.url.removeprefix("serial://")
 
     def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        stop_process(self.proc, 10, 10)
 
     def __enter__(self) -> SimProcess:
         return self

@@ -11,6 +11,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from tests.conftest import stop_process
+
 #: The posagent executable the process figures run; set by use_clean_install().
 EXE: str | None = None
 
@@ -120,9 +122,4 @@ def daemon_steady_state(config_path: str, seconds: float, warmup: float = 3.0) -
         cpu = (c1.user + c1.system - c0.user - c0.system) / elapsed * 100.0
         return DaemonFigures(elapsed, cpu, peak, 0)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, 15, 5)

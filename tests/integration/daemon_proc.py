@@ -3,7 +3,9 @@
 ``NotifyListener`` binds an AF_UNIX datagram socket and records what the daemon sends
 (READY=1, STATUS=..., WATCHDOG=1 ...) with their arrival times; waits use a Condition with
 a deadline. ``DaemonProc`` starts the daemon with NOTIFY_SOCKET (and optionally
-WATCHDOG_USEC) set, keeps its stderr in a file, and sends it signals.
+WATCHDOG_USEC) set, keeps its stderr in a file, and sends it signals; both are context
+managers (closed / killed at the end). ``daemon_config`` writes the config these tests run
+the daemon with: the simulated acquirer and the box, delivering to a collector.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -71,6 +73,12 @@ class NotifyListener:
         self._thread.join(2.0)
         self._sock.close()
 
+    def __enter__(self) -> NotifyListener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 class DaemonProc:
     def __init__(self, args: list[str], workdir: Path, *, notify: NotifyListener | None = None,
@@ -106,3 +114,47 @@ class DaemonProc:
         if not self._err.closed:
             self._err.flush()
         return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+
+    def __enter__(self) -> DaemonProc:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+
+#: The devices every daemon config has: the simulated acquirer, and the box itself with disk
+#: thresholds low enough that a test machine's disk never turns it to warn.
+ACQUIRER = """
+[[device]]
+name = "acquirer"
+driver = "host"
+url = "sim://host"
+"""
+SYSTEM = """
+[[device]]
+name = "system"
+driver = "system"
+[device.options]
+disk_warn_pct = 0.5
+disk_fail_pct = 0.1
+"""
+
+
+def daemon_config(path: Path, terminal: str, url: str, *, heartbeat_interval: str | None = "1s",
+                  schedule: Sequence[str] | None = (), upstream: Sequence[str] = (), sections: str = "",
+                  system: bool = True, devices: str = "") -> Path:
+    """Write the config to ``path`` and return it. [agent]: ``terminal``, state_dir = ``state``
+    next to ``path``, check_timeout 3 s, ``heartbeat_interval`` (left out when None).
+    [schedule]: startup_jitter 0 s plus the ``schedule`` lines (no [schedule] when None).
+    [upstream]: ``url`` over plain HTTP plus the ``upstream`` lines. Then ``sections`` (more
+    tables) and the devices: the acquirer, the system unless ``system`` is False, ``devices``."""
+    agent = [f'terminal_id = "{terminal}"', f'state_dir = "{path.parent / "state"}"', 'check_timeout = "3s"']
+    if heartbeat_interval is not None:
+        agent.append(f'heartbeat_interval = "{heartbeat_interval}"')
+    parts = ["[agent]", *agent, ""]
+    if schedule is not None:
+        parts += ["[schedule]", 'startup_jitter = "0s"', *schedule, ""]
+    parts += ["[upstream]", f'url = "{url}"', "allow_insecure_http = true", *upstream, "", sections,
+              ACQUIRER, SYSTEM if system else "", devices]
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from posagent.drivers.nut import split_words
-from tests.conftest import need_binary
+from tests.conftest import free_port, need_binary
 
 UPSD = "/lib/nut/upsd"
 DUMMY_UPS = "/lib/nut/dummy-ups"
@@ -53,12 +53,6 @@ DEFAULT_STATE = {
     "ups.model": '"A \\"quoted\\" back\\\\slash"',
     "ups.status": '"OL CHRG"',
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def poll_until(fn: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:

@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import IN_CI, need_binary, need_module
+from tests.conftest import need_binary, need_module, skip_or_fail, stop_process
 
 PCSCD = "/usr/sbin/pcscd"
 VICC = "/usr/bin/vicc"
@@ -50,12 +50,6 @@ VICC_ATR = "3B 95 13 81 01 80 73 FF 01 00 0B"
 SCRIPTED_ATR = "3B 65 00 00 9C 11 01 01 03"
 
 EMPTY, PRESENT = 0x10, 0x20
-
-
-def _skip_or_fail(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"CI=true but {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 def _wait_pid_gone(pid: int, timeout: float) -> bool:
@@ -213,12 +207,7 @@ class PcscLab:
         if proc is None:
             return
         if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5.0)
+            stop_process(proc, 10.0, 5.0)
         if self.drain is not None:
             self.drain.join(5.0)  # reads to EOF now that pcscd is gone
         if proc.stdout is not None:
@@ -279,12 +268,7 @@ class PcscLab:
     def remove_card(self) -> None:
         if self.vicc is not None:
             proc, self.vicc = self.vicc, None
-            proc.terminate()
-            try:
-                proc.wait(10.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5.0)
+            stop_process(proc, 10.0, 5.0)
         if self.card is not None:
             card, self.card = self.card, None
             card.remove()
@@ -308,13 +292,13 @@ def need_pcsc_stack() -> None:
     need_binary(VICC, "vsmartcard-vpicc")
     need_module("smartcard", "pyscard")
     if not (VICC_PACKAGE_DIR / "virtualsmartcard").is_dir():
-        _skip_or_fail("virtualsmartcard package missing: apt-get install -y python3-virtualsmartcard")
+        skip_or_fail("virtualsmartcard package missing: apt-get install -y python3-virtualsmartcard")
     if not CRYPTODOME.is_dir():
-        _skip_or_fail("Cryptodome missing: apt-get install -y python3-pycryptodome")
+        skip_or_fail("Cryptodome missing: apt-get install -y python3-pycryptodome")
     if not Path("/etc/reader.conf.d/vpcd").exists():
-        _skip_or_fail("the vpcd reader is not configured: apt-get install -y vsmartcard-vpcd")
+        skip_or_fail("the vpcd reader is not configured: apt-get install -y vsmartcard-vpcd")
     if os.geteuid() != 0:
-        _skip_or_fail("pcscd on the system socket needs root")
+        skip_or_fail("pcscd on the system socket needs root")
 
 
 @pytest.fixture

@@ -6,41 +6,24 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from posagent.config.loader import validate
 from posagent.drivers.base import CheckContext, Result, Status
 from posagent.drivers.cardreader import CardReaderDriver
 from posagent.drivers.frames import PROFILES, decode
 from posagent.drivers.sim.cardreader import CardReaderSim
-from posagent.selftest.devices import DeviceSet
 from posagent.selftest.runner import call_with_timeout
-from tests.conftest import run_cli
+from tests.conftest import DriverBuilder, run_cli
 
 
 @pytest.fixture
-def make(tmp_path: Path) -> Iterator[Any]:
+def make(build_driver: DriverBuilder) -> Callable[..., CardReaderDriver]:
     """make(url, **options) -> a CardReaderDriver built through the config loader."""
-    sets: list[DeviceSet] = []
-
-    def build(url: str, **options: Any) -> CardReaderDriver:
-        dev: dict[str, Any] = {"name": "reader", "driver": "card-reader", "url": url, "timeout": "8s"}
-        if options:
-            dev["options"] = options
-        cfg = validate({"agent": {"state_dir": str(tmp_path)}, "device": [dev]}, "test.toml")
-        ds = DeviceSet(cfg)
-        sets.append(ds)
-        driver = ds.get("reader")
-        assert isinstance(driver, CardReaderDriver), driver
-        return driver
-
-    yield build
-    for ds in sets:
-        ds.close()
+    return build_driver.maker(CardReaderDriver, "reader", "card-reader", timeout="8s")
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from jsonschema import Draft202012Validator
 
 from posagent.messages import load_schema
 from tests.integration.collector import Collector, Received
-from tests.integration.daemon_proc import DaemonProc
+from tests.integration.daemon_proc import DaemonProc, daemon_config
 
 
 def kind(r: Received, name: str) -> bool:
@@ -35,31 +35,10 @@ def test_catch_up_selftest_and_status_change_event(tmp_path: Path) -> None:
     door.listen(16)
     port = door.getsockname()[1]
     with Collector() as c:
-        cfg = tmp_path / "posagent.toml"
-        cfg.write_text(f"""
-[agent]
-terminal_id = "SIM-REPORTS"
-state_dir = "{state}"
-heartbeat_interval = "1s"
-check_timeout = "3s"
-
-[schedule]
-startup_jitter = "0s"
-event_dedupe = "1s"
-blackout_dates = [{blackout}]
-
-[upstream]
-url = "{c.url}"
-allow_insecure_http = true
-
-[export]
-prometheus_textfile = "{tmp_path / "posagent.prom"}"
-
-[[device]]
-name = "acquirer"
-driver = "host"
-url = "sim://host"
-
+        cfg = daemon_config(tmp_path / "posagent.toml", "SIM-REPORTS", c.url, system=False,
+                            schedule=['event_dedupe = "1s"', f"blackout_dates = [{blackout}]"],
+                            sections=f'[export]\nprometheus_textfile = "{tmp_path / "posagent.prom"}"\n',
+                            devices=f"""
 [[device]]
 name = "door"
 driver = "host"
@@ -67,18 +46,14 @@ url = "tcp://127.0.0.1:{port}"
 [device.options]
 tries = 1
 connect_timeout = "1s"
-""", encoding="utf-8")
-        d = DaemonProc(["--config", str(cfg)], tmp_path)
-        try:
+""")
+        with door, DaemonProc(["--config", str(cfg)], tmp_path) as d:
             assert c.wait_for(lambda rs: any(kind(r, "selftest") for r in rs), 60.0), d.stderr()
             assert c.wait_for(lambda rs: sum(kind(r, "heartbeat") for r in rs) >= 2, 30.0), d.stderr()
             door.close()  # the device goes away: ok -> fail
             assert c.wait_for(lambda rs: any(kind(r, "event") for r in rs), 30.0), d.stderr()
             d.signal(signal.SIGTERM)
             assert d.wait(30.0) == 0
-        finally:
-            d.kill()
-            door.close()
     selftest = next(r.json for r in c.received if kind(r, "selftest"))
     assert Draft202012Validator(load_schema("selftest")).is_valid(selftest)
     assert selftest["trigger"] == "catch-up" and selftest["level"] == "internal"

@@ -15,43 +15,7 @@ from jsonschema import Draft202012Validator
 
 from posagent.messages import load_schema
 from tests.integration.collector import Collector
-from tests.integration.daemon_proc import DaemonProc, NotifyListener
-
-CONFIG = """
-[agent]
-terminal_id = "{terminal}"
-state_dir = "{state}"
-heartbeat_interval = "1s"
-check_timeout = "3s"
-
-[schedule]
-startup_jitter = "0s"
-event_dedupe = "1s"
-
-[upstream]
-url = "{url}"
-allow_insecure_http = true
-
-[[device]]
-name = "acquirer"
-driver = "host"
-url = "sim://host"
-
-[[device]]
-name = "system"
-driver = "system"
-[device.options]
-disk_warn_pct = 0.5
-disk_fail_pct = 0.1
-{extra}
-"""
-
-
-@pytest.fixture
-def collector() -> Iterator[Collector]:
-    c = Collector().start()
-    yield c
-    c.stop()
+from tests.integration.daemon_proc import DaemonProc, NotifyListener, daemon_config
 
 
 @pytest.fixture
@@ -62,9 +26,8 @@ def notify(tmp_path: Path) -> Iterator[NotifyListener]:
 
 
 def write(path: Path, terminal: str, url: str, extra: str = "") -> Path:
-    state = path.parent / "state"  # --sim puts its state under $TMPDIR instead
-    path.write_text(CONFIG.format(terminal=terminal, state=state, url=url, extra=extra), encoding="utf-8")
-    return path
+    # state_dir is state/ next to the config; --sim puts its state under $TMPDIR instead
+    return daemon_config(path, terminal, url, schedule=['event_dedupe = "1s"'], devices=extra)
 
 
 def from_terminal(terminal: str, n: int) -> object:
@@ -75,8 +38,7 @@ def from_terminal(terminal: str, n: int) -> object:
 def test_ready_heartbeats_reload_and_graceful_stop(tmp_path: Path, collector: Collector,
                                                    notify: NotifyListener) -> None:
     cfg = write(tmp_path / "posagent.toml", "SIM-SIG", collector.url)
-    d = DaemonProc(["--sim", "--config", str(cfg)], tmp_path, notify=notify, env={"WATCHDOG_USEC": "2000000"})
-    try:
+    with DaemonProc(["--sim", "--config", str(cfg)], tmp_path, notify=notify, env={"WATCHDOG_USEC": "2000000"}) as d:
         assert notify.wait_for(lambda lines: "READY=1" in lines, 30.0), d.stderr()
         assert collector.wait_for(from_terminal("SIM-SIG", 2), 30.0), d.stderr()
         assert notify.wait_for(lambda lines: "WATCHDOG=1" in lines, 10.0)
@@ -98,8 +60,6 @@ def test_ready_heartbeats_reload_and_graceful_stop(tmp_path: Path, collector: Co
 
         d.signal(signal.SIGTERM)
         assert d.wait(30.0) == 0
-    finally:
-        d.kill()
     err = d.stderr()
     assert "STOPPING=1" in notify.lines()
     assert "reload failed, keeping the old config" in err and "agent.heartbeat_interval" in err
@@ -132,8 +92,7 @@ tries = 1
 connect_timeout = "60s"
 """
     cfg = write(tmp_path / "posagent.toml", "SIM-HUNG", collector.url, extra)
-    d = DaemonProc(["--config", str(cfg)], tmp_path, notify=notify, env={"WATCHDOG_USEC": "1000000"})
-    try:
+    with silent, DaemonProc(["--config", str(cfg)], tmp_path, notify=notify, env={"WATCHDOG_USEC": "1000000"}) as d:
         assert collector.wait_for(from_terminal("SIM-HUNG", 3), 60.0), d.stderr()
         hb = next(r.json for r in reversed(collector.received) if r.json.get("terminal_id") == "SIM-HUNG")
         assert hb["devices"]["hung"]["status"] == "unknown"
@@ -145,6 +104,3 @@ connect_timeout = "60s"
         assert max(gaps) < 10.0, gaps  # each device call hangs 60 s; the loop pings every 0.5 s
         d.signal(signal.SIGTERM)
         assert d.wait(30.0) == 0
-    finally:
-        d.kill()
-        silent.close()

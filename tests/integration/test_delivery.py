@@ -10,7 +10,6 @@ import itertools
 import json
 import logging
 import os
-import socket
 import subprocess
 import threading
 import uuid
@@ -26,7 +25,7 @@ from posagent.delivery import Delivery, DeliveryPolicy
 from posagent.messages import AgentState
 from posagent.outbox import Outbox, Stats
 from posagent.upstream import Outcome, RetryPolicy, Upstream, UpstreamError, parse_retry_after, read_token
-from tests.conftest import need_binary
+from tests.conftest import free_port, need_binary
 from tests.integration.collector import Collector, Reply
 
 FAST = RetryPolicy(attempts=5, base=0.05, cap=0.2, retry_after_cap=5.0, budget=30.0)
@@ -37,13 +36,6 @@ def section(url: str, **kw: Any) -> UpstreamSection:
     kw.setdefault("timeout", Duration(0.5))
     kw.setdefault("allow_insecure_http", url.startswith("http:"))
     return UpstreamSection(url=url, **kw)
-
-
-@pytest.fixture
-def collector() -> Iterator[Collector]:
-    c = Collector().start()
-    yield c
-    c.stop()
 
 
 @pytest.fixture
@@ -186,12 +178,6 @@ def test_newest_heartbeat_first_then_the_backlog_at_a_limited_rate(collector: Co
     assert [r.json["seq"] for r in collector.received] == [5, 3, 1, 2, 4]
     gaps = [b.at - a.at for a, b in itertools.pairwise(collector.received)]
     assert min(gaps) >= 0.9 / rate, gaps
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_outage_then_recovery_logs_once_and_delivers_everything(outbox: Outbox,

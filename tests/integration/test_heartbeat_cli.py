@@ -5,59 +5,20 @@ keeps the report for later, bad upstream settings are one clear line and exit 78
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from jsonschema import Draft202012Validator
 
 from posagent.messages import load_schema
-from tests.conftest import run_cli
+from tests.conftest import free_port, run_cli
 from tests.integration.collector import Collector
-
-CONFIG = """
-[agent]
-terminal_id = "SIM-CLI"
-state_dir = "{state}"
-check_timeout = "3s"
-
-[upstream]
-url = "{url}"
-allow_insecure_http = true
-{extra}
-
-[[device]]
-name = "acquirer"
-driver = "host"
-url = "sim://host"
-
-[[device]]
-name = "system"
-driver = "system"
-[device.options]
-disk_warn_pct = 0.5
-disk_fail_pct = 0.1
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def collector() -> Iterator[Collector]:
-    c = Collector().start()
-    yield c
-    c.stop()
+from tests.integration.daemon_proc import daemon_config
 
 
 def config(tmp_path: Path, url: str, extra: str = "") -> Path:
-    path = tmp_path / "posagent.toml"
-    path.write_text(CONFIG.format(state=tmp_path / "state", url=url, extra=extra), encoding="utf-8")
-    return path
+    """No heartbeat_interval, no [schedule]; ``extra`` is one more [upstream] line."""
+    return daemon_config(tmp_path / "posagent.toml", "SIM-CLI", url, heartbeat_interval=None, schedule=None,
+                         upstream=[extra])
 
 
 def test_preview_prints_a_valid_heartbeat_and_writes_nothing(tmp_path: Path) -> None:

@@ -12,12 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from posagent.config.loader import validate
-from posagent.drivers.base import Status
+from posagent.drivers.base import Result, Status
 from posagent.drivers.host import HostDriver
-from posagent.selftest.devices import DeviceSet
 from posagent.selftest.runner import Runner
-from tests.conftest import need_binary
+from tests.conftest import DriverBuilder, device_entry, device_set, need_binary
 
 
 class Server:
@@ -97,59 +95,53 @@ def server() -> Iterator:
         s.close()
 
 
-def host_status(tmp_path: Path, url: str, **options: object):
-    cfg = validate({"agent": {"state_dir": str(tmp_path)},
-                    "device": [{"name": "acq", "driver": "host", "url": url, "options": options}]}, "t.toml")
-    drv = HostDriver(cfg.devices[0], DeviceSet(cfg).env)
-    try:
-        return drv.status()
-    finally:
-        drv.close()
+def host_status(build_driver: DriverBuilder, url: str, **options: object) -> Result:
+    return build_driver.driver(HostDriver, device_entry("acq", "host", url, options)).status()
 
 
-def test_tcp_reachable(tmp_path: Path, server) -> None:
+def test_tcp_reachable(build_driver: DriverBuilder, server) -> None:
     s = server(close_at_once)
-    r = host_status(tmp_path, f"tcp://127.0.0.1:{s.port}")
+    r = host_status(build_driver, f"tcp://127.0.0.1:{s.port}")
     assert (r.status, r.code) == (Status.OK, "HOST_OK")
     assert r.fields["latency_ms"] > 0 and r.measurements["loss_pct"] == 0.0
     assert "dns_ms" in r.measurements
 
 
-def test_tcp_refused(tmp_path: Path) -> None:
+def test_tcp_refused(build_driver: DriverBuilder) -> None:
     probe = socket.create_server(("127.0.0.1", 0))
     port = probe.getsockname()[1]
     probe.close()
-    r = host_status(tmp_path, f"tcp://127.0.0.1:{port}", tries=2)
+    r = host_status(build_driver, f"tcp://127.0.0.1:{port}", tries=2)
     assert (r.status, r.code) == (Status.FAIL, "HOST_UNREACHABLE")
     assert "0 of 2" in r.message and "refused" in r.message
     assert r.fields["latency_ms"] is None
 
 
-def test_http_ok_and_5xx(tmp_path: Path, server) -> None:
+def test_http_ok_and_5xx(build_driver: DriverBuilder, server) -> None:
     ok = server(http_reply(200))
-    r = host_status(tmp_path, f"http://127.0.0.1:{ok.port}/health")
+    r = host_status(build_driver, f"http://127.0.0.1:{ok.port}/health")
     assert (r.status, r.code) == (Status.OK, "HOST_OK") and r.measurements["http_status"] == 200
     bad = server(http_reply(503))
-    r = host_status(tmp_path, f"http://127.0.0.1:{bad.port}/health")
+    r = host_status(build_driver, f"http://127.0.0.1:{bad.port}/health")
     assert (r.status, r.code) == (Status.FAIL, "HOST_HTTP_ERROR") and "503" in r.message
 
 
-def test_http_slow_is_warn(tmp_path: Path, server) -> None:
+def test_http_slow_is_warn(build_driver: DriverBuilder, server) -> None:
     s = server(http_reply(200, delay=0.3))
-    r = host_status(tmp_path, f"http://127.0.0.1:{s.port}/", warn_http_ms=50.0)
+    r = host_status(build_driver, f"http://127.0.0.1:{s.port}/", warn_http_ms=50.0)
     assert (r.status, r.code) == (Status.WARN, "HOST_SLOW")
     assert r.measurements["http_ms"] >= 300
 
 
-def test_http_silent_server_times_out(tmp_path: Path, server) -> None:
+def test_http_silent_server_times_out(build_driver: DriverBuilder, server) -> None:
     s = server(silent)
-    r = host_status(tmp_path, f"http://127.0.0.1:{s.port}/", connect_timeout="0.3s", warn_http_ms=100.0)
+    r = host_status(build_driver, f"http://127.0.0.1:{s.port}/", connect_timeout="0.3s", warn_http_ms=100.0)
     assert (r.status, r.code) == (Status.FAIL, "HOST_TIMEOUT")
 
 
-def test_https_closed_mid_handshake(tmp_path: Path, server) -> None:
+def test_https_closed_mid_handshake(build_driver: DriverBuilder, server) -> None:
     s = server(close_at_once)
-    r = host_status(tmp_path, f"https://127.0.0.1:{s.port}/")
+    r = host_status(build_driver, f"https://127.0.0.1:{s.port}/")
     assert (r.status, r.code) == (Status.FAIL, "HOST_TLS_FAILED")
     assert "closed" in r.message
 
@@ -164,30 +156,28 @@ def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return d / "cert.pem", d / "key.pem"
 
 
-def test_https_real_tls(tmp_path: Path, server, cert: tuple[Path, Path]) -> None:
+def test_https_real_tls(build_driver: DriverBuilder, server, cert: tuple[Path, Path]) -> None:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(str(cert[0]), str(cert[1]))
     s = server(http_reply(204), tls=ctx)
-    r = host_status(tmp_path, f"https://127.0.0.1:{s.port}/health", ca_file=str(cert[0]))
+    r = host_status(build_driver, f"https://127.0.0.1:{s.port}/health", ca_file=str(cert[0]))
     assert (r.status, r.code) == (Status.OK, "HOST_OK"), r.message
     assert r.measurements["tls_ms"] > 0 and r.measurements["http_status"] == 204
     # Without the CA the same server is not trusted.
-    r = host_status(tmp_path, f"https://127.0.0.1:{s.port}/health")
+    r = host_status(build_driver, f"https://127.0.0.1:{s.port}/health")
     assert (r.status, r.code) == (Status.FAIL, "HOST_TLS_FAILED") and "not trusted" in r.message
 
 
-def test_dns_failure(tmp_path: Path, mocker) -> None:
+def test_dns_failure(build_driver: DriverBuilder, mocker) -> None:
     # No resolver may be asked from a test (loopback only), so the lookup itself is faked.
     mocker.patch("socket.getaddrinfo", side_effect=socket.gaierror(-2, "Name or service not known"))
-    r = host_status(tmp_path, "tcp://acquirer.example.invalid:443")
+    r = host_status(build_driver, "tcp://acquirer.example.invalid:443")
     assert (r.status, r.code) == (Status.FAIL, "HOST_DNS_FAILED")
     assert "acquirer.example.invalid" in r.message
 
 
 def test_runner_status_with_sim_host(tmp_path: Path) -> None:
-    cfg = validate({"agent": {"state_dir": str(tmp_path)},
-                    "device": [{"name": "a", "driver": "host", "url": "sim://host"},
-                               {"name": "b", "driver": "host", "url": "sim://host?status=500"}]}, "t.toml")
-    with DeviceSet(cfg) as devices:
+    with device_set(tmp_path, device_entry("a", "host", "sim://host"),
+                    device_entry("b", "host", "sim://host?status=500")) as devices:
         out = Runner(devices).status()
     assert out["a"][1].status == Status.OK and out["b"][1].code == "HOST_HTTP_ERROR"

@@ -8,7 +8,6 @@ import datetime as dt
 import os
 import re
 import signal
-import socket
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,9 @@ from posagent.selftest.devices import DeviceSet
 from posagent.selftest.render import report_json
 from posagent.selftest.runner import Runner
 from posagent.upstream import RetryPolicy, Upstream
+from tests.conftest import free_port
 from tests.integration.collector import Collector
-from tests.integration.daemon_proc import DaemonProc, NotifyListener
+from tests.integration.daemon_proc import DaemonProc, NotifyListener, daemon_config
 
 DEVICES = [
     {"name": "receipt", "driver": "escpos", "url": "sim://escpos"},
@@ -41,12 +41,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_three_day_outage_stays_within_the_bound_and_the_gaps_are_the_counted_drops(tmp_path: Path) -> None:
@@ -98,34 +92,8 @@ def test_three_day_outage_stays_within_the_bound_and_the_gaps_are_the_counted_dr
 def test_daemon_with_the_collector_down_keeps_its_bound_and_reports_drops(tmp_path: Path) -> None:
     port = free_port()
     state = tmp_path / "state"
-    cfg = tmp_path / "posagent.toml"
-    cfg.write_text(f"""
-[agent]
-terminal_id = "SIM-OUTAGE"
-state_dir = "{state}"
-heartbeat_interval = "1s"
-check_timeout = "3s"
-
-[schedule]
-startup_jitter = "0s"
-
-[upstream]
-url = "http://127.0.0.1:{port}/api/v1/heartbeat"
-allow_insecure_http = true
-spool_max_mb = 0.01
-
-[[device]]
-name = "acquirer"
-driver = "host"
-url = "sim://host"
-
-[[device]]
-name = "system"
-driver = "system"
-[device.options]
-disk_warn_pct = 0.5
-disk_fail_pct = 0.1
-""", encoding="utf-8")
+    cfg = daemon_config(tmp_path / "posagent.toml", "SIM-OUTAGE", f"http://127.0.0.1:{port}/api/v1/heartbeat",
+                        upstream=["spool_max_mb = 0.01"])
     notify = NotifyListener(tmp_path / "notify.sock")
     d = DaemonProc(["--config", str(cfg)], tmp_path, notify=notify)
     collector = Collector(port=port)

@@ -5,25 +5,20 @@ killed), unknown UPS name, upsd down, login, STARTTLS and the battery test comma
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import signal
 import time
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
-from posagent.config.loader import validate
 from posagent.drivers.base import CheckContext, Level, Result, Status
 from posagent.drivers.nut import NutDriver, NutError, UpsdClient
-from posagent.selftest.devices import DeviceSet
 from posagent.selftest.runner import call_with_timeout
-from tests.conftest import run_cli
+from tests.conftest import DriverBuilder, free_port, hours_window, run_cli
 from tests.integration.nut_fixture import (
     MAXAGE,
     NutServer,
-    free_port,
     nut_private_server,
     nut_server,
     nut_shared_server,
@@ -33,14 +28,10 @@ from tests.integration.nut_fixture import (
 __all__ = ["nut_private_server", "nut_server", "nut_shared_server"]  # fixtures, imported for pytest
 
 
-def driver(tmp_path: Path, url: str, **options: Any) -> NutDriver:
-    dev: dict[str, Any] = {"name": "ups", "driver": "nut", "url": url}
-    if options:
-        dev["options"] = options
-    cfg = validate({"agent": {"state_dir": str(tmp_path)}, "device": [dev]}, "test.toml")
-    drv = DeviceSet(cfg).get("ups")
-    assert isinstance(drv, NutDriver), drv
-    return drv
+@pytest.fixture
+def driver(build_driver: DriverBuilder) -> Callable[..., NutDriver]:
+    """driver(url, **options) -> a NutDriver built through the config loader."""
+    return build_driver.maker(NutDriver, "ups", "nut")
 
 
 def status(drv: NutDriver) -> Result:
@@ -90,10 +81,10 @@ def test_cli_unknown_ups_name(nut_server: NutServer, write_config) -> None:
     assert "nosuch" in dev["message"] and "dummy" in dev["message"]  # names what upsd has
 
 
-def test_data_stale_when_the_driver_freezes(nut_private_server: NutServer, tmp_path: Path,
+def test_data_stale_when_the_driver_freezes(nut_private_server: NutServer, driver: Callable[..., NutDriver],
                                             write_config) -> None:
     nut_server = nut_private_server
-    drv = driver(tmp_path, nut_server.url())
+    drv = driver(nut_server.url())
     assert status(drv).code == "UPS_OK"
     nut_server.signal_driver(signal.SIGSTOP)
     r = poll_until(lambda: (res := status(drv)).code == "UPS_DATA_STALE" and res, MAXAGE + 10.0, "DATA-STALE",
@@ -105,8 +96,8 @@ def test_data_stale_when_the_driver_freezes(nut_private_server: NutServer, tmp_p
     poll_until(lambda: status(drv).code == "UPS_OK", MAXAGE + 10.0, "recovery after SIGCONT", interval=0.25)
 
 
-def test_driver_killed_is_driver_not_connected(nut_private_server: NutServer, tmp_path: Path) -> None:
-    drv = driver(tmp_path, nut_private_server.url())
+def test_driver_killed_is_driver_not_connected(nut_private_server: NutServer, driver: Callable[..., NutDriver]) -> None:
+    drv = driver(nut_private_server.url())
     p = nut_private_server.procs["driver"]
     p.terminate()
     p.wait(10)
@@ -115,24 +106,24 @@ def test_driver_killed_is_driver_not_connected(nut_private_server: NutServer, tm
     assert r.status == Status.UNKNOWN and "not connected" in r.message
 
 
-def test_upsd_down_is_unreachable(tmp_path: Path) -> None:
+def test_upsd_down_is_unreachable(driver: Callable[..., NutDriver]) -> None:
     t0 = time.monotonic()
-    r = status(driver(tmp_path, f"nut://127.0.0.1:{free_port()}/ups"))
+    r = status(driver(f"nut://127.0.0.1:{free_port()}/ups"))
     assert (r.status, r.code) == (Status.UNKNOWN, "UPSD_UNREACHABLE") and "refused" in r.message
     assert time.monotonic() - t0 < 3.0
 
 
-def test_login(nut_server: NutServer, tmp_path: Path) -> None:
-    assert status(driver(tmp_path, nut_server.url(auth="monuser:secret"))).code == "UPS_OK"
-    r = status(driver(tmp_path, nut_server.url(auth="monuser:wrong")))
+def test_login(nut_server: NutServer, driver: Callable[..., NutDriver]) -> None:
+    assert status(driver(nut_server.url(auth="monuser:secret"))).code == "UPS_OK"
+    r = status(driver(nut_server.url(auth="monuser:wrong")))
     assert (r.status, r.code) == (Status.UNKNOWN, "UPS_ACCESS_DENIED") and "ACCESS-DENIED" in r.message
     # admin has no upsmon line: LOGIN is refused, and login = false reads without it.
-    assert status(driver(tmp_path, nut_server.url(auth="admin:adminpw"))).code == "UPS_ACCESS_DENIED"
-    assert status(driver(tmp_path, nut_server.url(auth="admin:adminpw"), login=False)).code == "UPS_OK"
+    assert status(driver(nut_server.url(auth="admin:adminpw"))).code == "UPS_ACCESS_DENIED"
+    assert status(driver(nut_server.url(auth="admin:adminpw"), login=False)).code == "UPS_OK"
 
 
-def test_starttls_not_configured_is_clear(nut_server: NutServer, tmp_path: Path) -> None:
-    r = status(driver(tmp_path, nut_server.url(), starttls=True))
+def test_starttls_not_configured_is_clear(nut_server: NutServer, driver: Callable[..., NutDriver]) -> None:
+    r = status(driver(nut_server.url(), starttls=True))
     assert (r.status, r.code) == (Status.UNKNOWN, "UPSD_TLS_UNAVAILABLE")
     assert "FEATURE-NOT-CONFIGURED" in r.message and "starttls = false" in r.message
 
@@ -154,38 +145,31 @@ def test_client_get_var_and_errors(nut_server: NutServer) -> None:
         c.close()
 
 
-def _window(inside: bool) -> str:
-    now = dt.datetime.now()
-    a, b = (now - dt.timedelta(hours=1), now + dt.timedelta(hours=1)) if inside else \
-        (now + dt.timedelta(hours=1), now + dt.timedelta(hours=2))
-    return f"{a:%H:%M}-{b:%H:%M}"
-
-
 def _battery_test(drv: NutDriver) -> Result:
     check = next(c for c in drv.checks() if c.name == "battery_test")
     assert check.level == Level.EXTERNAL
     return check.run(CheckContext(deadline=time.monotonic() + 10.0, level=Level.EXTERNAL))
 
 
-def test_battery_test_instcmd(nut_server: NutServer, tmp_path: Path) -> None:
+def test_battery_test_instcmd(nut_server: NutServer, driver: Callable[..., NutDriver]) -> None:
     admin = nut_server.url(auth="admin:adminpw")
-    outside = {"battery_test": True, "business_hours": _window(inside=False), "login": False}
+    outside = {"battery_test": True, "business_hours": hours_window(inside=False), "login": False}
     # dummy-ups has no test.battery.start.quick: upsd says so, and so do we.
-    r = _battery_test(driver(tmp_path, admin, **outside))
+    r = _battery_test(driver(admin, **outside))
     assert (r.status, r.code) == (Status.UNKNOWN, "UPS_TEST_NOT_SUPPORTED") and "CMD-NOT-SUPPORTED" in r.message
     # An instant command dummy-ups does have: upsd accepts the INSTCMD.
-    r = _battery_test(driver(tmp_path, admin, test_command="load.off", **outside))
+    r = _battery_test(driver(admin, test_command="load.off", **outside))
     assert (r.status, r.code) == (Status.OK, "UPS_TEST_STARTED"), r.message
     # No user: INSTCMD needs one.
-    r = _battery_test(driver(tmp_path, nut_server.url(), **outside))
+    r = _battery_test(driver(nut_server.url(), **outside))
     assert r.code == "UPS_ACCESS_DENIED"
     # Inside business hours: not run.
-    inside = {**outside, "business_hours": _window(inside=True)}
-    assert _battery_test(driver(tmp_path, admin, **inside)).code == "UPS_TEST_SKIPPED"
+    inside = {**outside, "business_hours": hours_window(inside=True)}
+    assert _battery_test(driver(admin, **inside)).code == "UPS_TEST_SKIPPED"
 
 
-def test_battery_test_never_on_low_battery(nut_server: NutServer, tmp_path: Path) -> None:
+def test_battery_test_never_on_low_battery(nut_server: NutServer, driver: Callable[..., NutDriver]) -> None:
     nut_server.set_state({"ups.status": '"OB DISCHRG LB"', "battery.charge": "8"})
-    r = _battery_test(driver(tmp_path, nut_server.url(auth="admin:adminpw"), battery_test=True,
-                             business_hours=_window(inside=False), login=False, test_command="load.off"))
+    r = _battery_test(driver(nut_server.url(auth="admin:adminpw"), battery_test=True,
+                             business_hours=hours_window(inside=False), login=False, test_command="load.off"))
     assert (r.status, r.code) == (Status.FAIL, "UPS_BATTERY_LOW") and "not run" in r.message

@@ -8,14 +8,15 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from posagent.config.loader import validate
+import pytest
+
 from posagent.drivers.base import CheckContext, Level, Result, Status
 from posagent.drivers.pcsc import PcscDriver
-from posagent.selftest.devices import DeviceSet
 from posagent.selftest.runner import call_with_timeout
-from tests.conftest import run_cli
+from tests.conftest import DriverBuilder, run_cli
 from tests.integration.pcsc_fixture import READER, SCRIPTED_ATR, VICC_ATR, PcscLab, pcsc_lab
 
 __all__ = ["pcsc_lab"]  # the fixture, imported so pytest finds it
@@ -23,10 +24,10 @@ __all__ = ["pcsc_lab"]  # the fixture, imported so pytest finds it
 SELECTS = [bytes.fromhex("00A404000E") + aid + b"\x00" for aid in (b"2PAY.SYS.DDF01", b"1PAY.SYS.DDF01")]
 
 
-def make_driver(tmp_path: Path, url: str = "pcsc://?reader=Virtual", **options: object) -> PcscDriver:
-    cfg = validate({"agent": {"state_dir": str(tmp_path)},
-                    "device": [{"name": "chip", "driver": "pcsc", "url": url, "options": options}]}, "t.toml")
-    return PcscDriver(cfg.devices[0], DeviceSet(cfg).env)
+@pytest.fixture
+def make_driver(build_driver: DriverBuilder) -> Callable[..., PcscDriver]:
+    """make_driver(url="pcsc://?reader=Virtual", **options) -> a PcscDriver, closed at the end."""
+    return build_driver.maker(PcscDriver, "chip", "pcsc", default_url="pcsc://?reader=Virtual")
 
 
 def status(drv: PcscDriver) -> Result:
@@ -41,9 +42,9 @@ def card_check(drv: PcscDriver, level: Level = Level.EXTERNAL, say=None, timeout
     return call_with_timeout(lambda: check.run(ctx), timeout, "chip.card")
 
 
-def test_no_pcscd(pcsc_lab: PcscLab, tmp_path: Path) -> None:
+def test_no_pcscd(pcsc_lab: PcscLab, make_driver: Callable[..., PcscDriver]) -> None:
     pcsc_lab.stop_pcscd()
-    drv = make_driver(tmp_path)
+    drv = make_driver()
     assert drv.check_environment() is None  # pcscd absent is a result, not a missing environment
     r = status(drv)
     assert (r.status, r.code) == (Status.UNKNOWN, "PCSC_NO_SERVICE")
@@ -52,15 +53,15 @@ def test_no_pcscd(pcsc_lab: PcscLab, tmp_path: Path) -> None:
     assert r.code == "PCSC_NO_SERVICE"
 
 
-def test_no_reader_matching_the_prefix(pcsc_lab: PcscLab, tmp_path: Path) -> None:
-    r = status(make_driver(tmp_path, "pcsc://?reader=ACS"))
+def test_no_reader_matching_the_prefix(pcsc_lab: PcscLab, make_driver: Callable[..., PcscDriver]) -> None:
+    r = status(make_driver("pcsc://?reader=ACS"))
     assert (r.status, r.code) == (Status.UNKNOWN, "READER_NOT_PRESENT")
     assert r.fields == {"reader_present": False}
     assert "'ACS...'" in r.message and READER in r.message  # says what pcscd does list
 
 
-def test_reader_without_card_is_ok(pcsc_lab: PcscLab, tmp_path: Path) -> None:
-    drv = make_driver(tmp_path, "pcsc://")  # no name: the first reader
+def test_reader_without_card_is_ok(pcsc_lab: PcscLab, make_driver: Callable[..., PcscDriver]) -> None:
+    drv = make_driver("pcsc://")  # no name: the first reader
     r = status(drv)
     assert (r.status, r.code) == (Status.OK, "PCSC_OK"), r.message
     assert r.fields["reader"] == READER and r.fields["reader_present"] is True
@@ -72,19 +73,19 @@ def test_reader_without_card_is_ok(pcsc_lab: PcscLab, tmp_path: Path) -> None:
     assert "test card is needed" in r.message
 
 
-def test_card_present_with_atr(pcsc_lab: PcscLab, tmp_path: Path) -> None:
+def test_card_present_with_atr(pcsc_lab: PcscLab, make_driver: Callable[..., PcscDriver]) -> None:
     pcsc_lab.insert_vicc()
-    r = status(make_driver(tmp_path, "pcsc://?reader=virtual pcd 00 00"))  # prefix match ignores case
+    r = status(make_driver("pcsc://?reader=virtual pcd 00 00"))  # prefix match ignores case
     assert (r.status, r.code) == (Status.OK, "PCSC_OK"), r.message
     assert r.fields["card_present"] is True and r.fields["atr"] == VICC_ATR
     assert VICC_ATR in r.message
 
 
-def test_non_payment_card_answers_6a82(pcsc_lab: PcscLab, tmp_path: Path) -> None:
+def test_non_payment_card_answers_6a82(pcsc_lab: PcscLab, make_driver: Callable[..., PcscDriver]) -> None:
     """vicc's ISO 7816 card answers both SELECTs with 6A82: the card answered (the reader
     works) but it is no payment card, graded warn CARD_SW_ERROR."""
     pcsc_lab.insert_vicc()
-    r = card_check(make_driver(tmp_path))
+    r = card_check(make_driver())
     assert (r.status, r.code) == (Status.WARN, "CARD_SW_ERROR"), r.message
     assert r.fields["atr"] == VICC_ATR and r.fields["protocol"] == "T=1"
     assert r.fields["sw_ppse"] == "6A82" and r.fields["sw_pse"] == "6A82"
@@ -93,47 +94,47 @@ def test_non_payment_card_answers_6a82(pcsc_lab: PcscLab, tmp_path: Path) -> Non
     assert r.measurements["connect_ms"] >= 0 and r.measurements["select_ms"] >= 0
 
 
-def test_payment_card_answers_9000(pcsc_lab: PcscLab, tmp_path: Path) -> None:
+def test_payment_card_answers_9000(pcsc_lab: PcscLab, make_driver: Callable[..., PcscDriver]) -> None:
     card = pcsc_lab.insert_scripted("payment")
-    r = card_check(make_driver(tmp_path))
+    r = card_check(make_driver())
     assert (r.status, r.code) == (Status.OK, "PCSC_OK"), r.message
     assert r.fields["atr"] == SCRIPTED_ATR and r.fields["protocol"] == "T=0"
     assert r.fields["sw_ppse"] == "9000" and r.fields["sw_pse"] == "9000"
     assert card.apdus == SELECTS  # exactly the two SELECTs, nothing else reached the card
 
 
-def test_card_that_drops_the_select_is_no_answer(pcsc_lab: PcscLab, tmp_path: Path) -> None:
+def test_card_that_drops_the_select_is_no_answer(pcsc_lab: PcscLab, make_driver: Callable[..., PcscDriver]) -> None:
     card = pcsc_lab.insert_scripted("drop")
-    r = card_check(make_driver(tmp_path))
+    r = card_check(make_driver())
     assert (r.status, r.code) == (Status.FAIL, "CARD_NO_ANSWER"), r.message
     assert r.fields["atr"] == SCRIPTED_ATR and r.fields["card_answered"] is False
     assert "sw_pse" not in r.fields  # after one dropped SELECT nothing more is sent
     assert card.apdus == SELECTS[:1]
 
 
-def test_card_that_never_answers_is_cut_unknown(pcsc_lab: PcscLab, tmp_path: Path) -> None:
+def test_card_that_never_answers_is_cut_unknown(pcsc_lab: PcscLab, make_driver: Callable[..., PcscDriver]) -> None:
     """vpcd waits forever for this card: the check is cut by its timeout, unknown, never ok."""
     card = pcsc_lab.insert_scripted("hang")
-    r = card_check(make_driver(tmp_path), timeout=3.0)
+    r = card_check(make_driver(), timeout=3.0)
     assert (r.status, r.code) == (Status.UNKNOWN, "CHECK_TIMEOUT")
     assert card.apdus == SELECTS[:1]
 
 
-def test_interactive_prompts_and_waits_for_a_card(pcsc_lab: PcscLab, tmp_path: Path) -> None:
+def test_interactive_prompts_and_waits_for_a_card(pcsc_lab: PcscLab, make_driver: Callable[..., PcscDriver]) -> None:
     said: list[str] = []
 
     def say(text: str) -> None:  # the technician reads the prompt and inserts a card
         said.append(text)
         threading.Thread(target=pcsc_lab.insert_scripted, args=("payment", False), daemon=True).start()
 
-    r = card_check(make_driver(tmp_path, card_wait="20s"), Level.INTERACTIVE, say, timeout=40.0)
+    r = card_check(make_driver(card_wait="20s"), Level.INTERACTIVE, say, timeout=40.0)
     assert len(said) == 1 and "Insert a test card" in said[0] and READER in said[0]
     assert (r.status, r.code) == (Status.OK, "PCSC_OK"), r.message
 
 
-def test_interactive_without_card_times_out(pcsc_lab: PcscLab, tmp_path: Path) -> None:
+def test_interactive_without_card_times_out(pcsc_lab: PcscLab, make_driver: Callable[..., PcscDriver]) -> None:
     t0 = time.monotonic()
-    r = card_check(make_driver(tmp_path, card_wait="1s"), Level.INTERACTIVE, lambda text: None)
+    r = card_check(make_driver(card_wait="1s"), Level.INTERACTIVE, lambda text: None)
     assert (r.status, r.code) == (Status.UNKNOWN, "CARD_ABSENT")
     assert time.monotonic() - t0 < 10.0
 

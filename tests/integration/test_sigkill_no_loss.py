@@ -6,52 +6,18 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
 from tests.integration.collector import Collector
-from tests.integration.daemon_proc import DaemonProc, NotifyListener
-
-CONFIG = """
-[agent]
-terminal_id = "SIM-KILL"
-state_dir = "{state}"
-heartbeat_interval = "1s"
-check_timeout = "3s"
-
-[schedule]
-startup_jitter = "0s"
-
-[upstream]
-url = "{url}"
-allow_insecure_http = true
-spool_max_mb = 64
-
-[[device]]
-name = "acquirer"
-driver = "host"
-url = "sim://host"
-
-[[device]]
-name = "system"
-driver = "system"
-[device.options]
-disk_warn_pct = 0.5
-disk_fail_pct = 0.1
-"""
+from tests.integration.daemon_proc import DaemonProc, NotifyListener, daemon_config
 
 KILLS_DOWN = 6  # SIGKILLs while the collector is down
 KILLS_UP = 4  # and while it is up (a report may be delivered but not yet acked: a duplicate)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def committed(state: Path) -> tuple[int, int]:
@@ -66,13 +32,13 @@ def committed(state: Path) -> tuple[int, int]:
 
 
 def run_and_kill(args: list[str], workdir: Path, rng: random.Random) -> None:
-    d = DaemonProc(args, workdir)
-    moment = rng.uniform(0.3, 3.0)
-    # The daemon must still be running at the chosen moment: a wait with that deadline.
-    with pytest.raises(subprocess.TimeoutExpired):
-        d.proc.wait(moment)
-    d.signal(signal.SIGKILL)
-    assert d.wait(10.0) == -signal.SIGKILL
+    with DaemonProc(args, workdir) as d:
+        moment = rng.uniform(0.3, 3.0)
+        # The daemon must still be running at the chosen moment: a wait with that deadline.
+        with pytest.raises(subprocess.TimeoutExpired):
+            d.proc.wait(moment)
+        d.signal(signal.SIGKILL)
+        assert d.wait(10.0) == -signal.SIGKILL
 
 
 @pytest.mark.slow
@@ -81,8 +47,7 @@ def test_sigkill_at_random_moments_loses_no_committed_report(tmp_path: Path) -> 
     rng = random.Random(seed)
     collector = Collector(port=free_port())  # down: nothing listens on the port yet
     state = tmp_path / "state"
-    cfg = tmp_path / "posagent.toml"
-    cfg.write_text(CONFIG.format(state=state, url=collector.url), encoding="utf-8")
+    cfg = daemon_config(tmp_path / "posagent.toml", "SIM-KILL", collector.url, upstream=["spool_max_mb = 64"])
     args = ["--config", str(cfg)]
 
     for _ in range(KILLS_DOWN):
@@ -94,18 +59,13 @@ def test_sigkill_at_random_moments_loses_no_committed_report(tmp_path: Path) -> 
         for _ in range(KILLS_UP):
             run_and_kill(args, tmp_path, rng)
         # both back for good: the daemon delivers the backlog, then stops cleanly
-        notify = NotifyListener(tmp_path / "notify.sock")
-        d = DaemonProc(args, tmp_path, notify=notify)
-        try:
+        with NotifyListener(tmp_path / "notify.sock") as notify, DaemonProc(args, tmp_path, notify=notify) as d:
             assert notify.wait_for(lambda lines: "READY=1" in lines, 30.0), d.stderr()
             target = committed(state)[0]
             assert collector.wait_for(lambda rs: {r.json["seq"] for r in rs if r.status == 200}
                                       >= set(range(1, target + 1)), 120.0), f"seed {seed}\n{d.stderr()}"
             d.signal(signal.SIGTERM)
             assert d.wait(30.0) == 0, d.stderr()
-        finally:
-            d.kill()
-            notify.close()
     finally:
         collector.stop()
 

@@ -14,22 +14,20 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from posagent.config.loader import validate
 from posagent.drivers.base import CheckContext, Level, Result, Status
 from posagent.drivers.cardreader import CardReaderDriver
 from posagent.drivers.sim.cardreader import TEST_PAN
 from posagent.selftest.devices import DeviceSet
 from posagent.selftest.render import report_json
 from posagent.selftest.runner import Runner, call_with_timeout
-from tests.conftest import run_cli
+from tests.conftest import DriverBuilder, device_entry, free_port, run_cli
 
 MASKED = "476173******0010"
 #: What must never appear: the PAN (also with the spaces a printed card shows), the
@@ -47,12 +45,6 @@ def leaks(data: bytes | str) -> list[bytes]:
 
 def files_under(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file()]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- through the real command line --------------------------------------------------------
@@ -100,25 +92,13 @@ def test_cli_selftest_heartbeat_and_history_never_show_the_pan(tmp_path: Path) -
 
 # -- through the driver and the runner, logging at DEBUG ------------------------------------
 @pytest.fixture
-def devices(tmp_path: Path) -> Iterator[Any]:
-    made: list[DeviceSet] = []
-
-    def build(*devs: dict[str, Any]) -> DeviceSet:
-        cfg = validate({"agent": {"state_dir": str(tmp_path)}, "device": list(devs)}, "test.toml")
-        ds = DeviceSet(cfg)
-        made.append(ds)
-        return ds
-
-    yield build
-    for ds in made:
-        ds.close()
+def devices(build_driver: DriverBuilder) -> Callable[..., DeviceSet]:
+    """devices(*device_entries) -> a DeviceSet built through the config loader, closed at the end."""
+    return build_driver.devices
 
 
 def reader(name: str, url: str, **options: Any) -> dict[str, Any]:
-    dev: dict[str, Any] = {"name": name, "driver": "card-reader", "url": url}
-    if options:
-        dev["options"] = options
-    return dev
+    return device_entry(name, "card-reader", url, options)
 
 
 CASES = [

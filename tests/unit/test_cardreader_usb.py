@@ -5,18 +5,16 @@ a missing wedge device gives."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import usb.core
 
-from posagent.config.loader import validate
 from posagent.drivers.base import CheckContext, Result, Status
 from posagent.drivers.cardreader import CardReaderDriver
-from posagent.selftest.devices import DeviceSet
 from posagent.selftest.runner import call_with_timeout
+from tests.conftest import DriverBuilder
 
 STRINGS = {1: "Mag-Tek", 2: "USB Swipe Reader", 3: "B164F78"}
 
@@ -32,22 +30,9 @@ def fake_reader(mocker: Any, bound: bool | Exception = True) -> Any:
 
 
 @pytest.fixture
-def make(tmp_path: Path) -> Iterator[Any]:
-    sets: list[DeviceSet] = []
-
-    def build(url: str = "usb://0801:0002", **options: Any) -> CardReaderDriver:
-        dev: dict[str, Any] = {"name": "reader", "driver": "card-reader", "url": url}
-        if options:
-            dev["options"] = options
-        ds = DeviceSet(validate({"agent": {"state_dir": str(tmp_path)}, "device": [dev]}, "t.toml"))
-        sets.append(ds)
-        driver = ds.get("reader")
-        assert isinstance(driver, CardReaderDriver), driver
-        return driver
-
-    yield build
-    for ds in sets:
-        ds.close()
+def make(build_driver: DriverBuilder) -> Callable[..., CardReaderDriver]:
+    """make(url="usb://0801:0002", **options) -> a CardReaderDriver built through the config loader."""
+    return build_driver.maker(CardReaderDriver, "reader", "card-reader", default_url="usb://0801:0002")
 
 
 def run(driver: CardReaderDriver, name: str) -> Result:

@@ -7,21 +7,19 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from posagent.config.loader import validate
 from posagent.config.urls import parse_url
 from posagent.drivers.base import CheckContext, Result, Status
 from posagent.drivers.errors import DeviceError, DeviceNotFound
 from posagent.drivers.evdev_io import EV_KEY, EV_SYN, KEYS, SYN_REPORT, EvdevDevice, open_device, pack_event
 from posagent.drivers.keypad import KeypadDriver
 from posagent.drivers.keyscan import DEFAULT_KEYS, parse_keys
-from posagent.selftest.devices import DeviceSet
 from posagent.selftest.runner import call_with_timeout
+from tests.conftest import DriverBuilder
 
 ALL_CODES = sorted({c for s in parse_keys(list(DEFAULT_KEYS)) for c in s.codes[:1]})
 
@@ -102,22 +100,9 @@ def test_absent_device(bus: dict[str, FakeInputDevice], mocker: Any) -> None:
 
 
 @pytest.fixture
-def make(tmp_path: Path) -> Iterator[Any]:
-    sets: list[DeviceSet] = []
-
-    def build(url: str, **options: Any) -> KeypadDriver:
-        dev: dict[str, Any] = {"name": "keypad", "driver": "evdev-keypad", "url": url}
-        if options:
-            dev["options"] = options
-        ds = DeviceSet(validate({"agent": {"state_dir": str(tmp_path)}, "device": [dev]}, "t.toml"))
-        sets.append(ds)
-        driver = ds.get("keypad")
-        assert isinstance(driver, KeypadDriver), driver
-        return driver
-
-    yield build
-    for ds in sets:
-        ds.close()
+def make(build_driver: DriverBuilder) -> Callable[..., KeypadDriver]:
+    """make(url, **options) -> a KeypadDriver built through the config loader."""
+    return build_driver.maker(KeypadDriver, "keypad", "evdev-keypad")
 
 
 def run(driver: KeypadDriver, name: str, **ctx: Any) -> Result:

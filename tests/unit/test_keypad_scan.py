@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from posagent.config.loader import validate
 from posagent.drivers.base import CheckContext, Level, Result, Status
 from posagent.drivers.evdev_io import (
     EV_KEY,
@@ -29,6 +27,7 @@ from posagent.drivers.keyscan import DEFAULT_KEYS, ScanOutcome, ScanState, parse
 from posagent.drivers.sim.keypad import KeypadSim, SimKeyDevice
 from posagent.selftest.devices import DeviceSet
 from posagent.selftest.runner import Runner
+from tests.conftest import DriverBuilder, device_entry, driver_of
 
 KP = {d: KEYS[f"KEY_KP{d}"] for d in "0123456789"}
 
@@ -200,22 +199,14 @@ def test_key_specs() -> None:
 
 # -- the driver on sim://keypad -------------------------------------------------------------
 @pytest.fixture
-def make(tmp_path: Path) -> Iterator[Any]:
-    sets: list[DeviceSet] = []
+def make(build_driver: DriverBuilder) -> Callable[..., tuple[DeviceSet, KeypadDriver]]:
+    """make(url, **options) -> (its DeviceSet, the KeypadDriver), built through the config loader."""
 
     def build(url: str, **options: Any) -> tuple[DeviceSet, KeypadDriver]:
-        dev: dict[str, Any] = {"name": "keypad", "driver": "evdev-keypad", "url": url}
-        if options:
-            dev["options"] = options
-        ds = DeviceSet(validate({"agent": {"state_dir": str(tmp_path)}, "device": [dev]}, "t.toml"))
-        sets.append(ds)
-        driver = ds.get("keypad")
-        assert isinstance(driver, KeypadDriver), driver
-        return ds, driver
+        ds = build_driver.devices(device_entry("keypad", "evdev-keypad", url, options))
+        return ds, driver_of(ds, "keypad", KeypadDriver)
 
-    yield build
-    for ds in sets:
-        ds.close()
+    return build
 
 
 def results(ds: DeviceSet) -> dict[str, Result]:

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from posagent.config.errors import ConfigError
-from posagent.config.loader import validate
 from posagent.drivers.base import Status
 from posagent.drivers.pcsc import PcscDriver
 from posagent.drivers.pcsc_proto import (
@@ -23,6 +22,7 @@ from posagent.drivers.pcsc_proto import (
     sw_answered,
 )
 from posagent.selftest.devices import Broken, DeviceSet
+from tests.conftest import device_entry, device_set
 
 READERS = ["Virtual PCD 00 00", "Virtual PCD 00 01", "ACS ACR39U ICC Reader 00 00"]
 
@@ -82,10 +82,9 @@ def test_attribute_decoding() -> None:
 
 
 def make_driver(tmp_path: Path, url: str = "pcsc://?reader=ACS", **options: object) -> tuple[DeviceSet, PcscDriver]:
-    cfg = validate({"agent": {"state_dir": str(tmp_path)},
-                    "device": [{"name": "chip", "driver": "pcsc", "url": url, "options": options}]}, "t.toml")
-    devices = DeviceSet(cfg)
-    return devices, PcscDriver(cfg.devices[0], devices.env)
+    """The set, and a PcscDriver made directly (no environment check: that is under test here)."""
+    devices = device_set(tmp_path, device_entry("chip", "pcsc", url, options))
+    return devices, PcscDriver(devices.config.devices[0], devices.env)
 
 
 def test_options_and_url(tmp_path: Path) -> None:

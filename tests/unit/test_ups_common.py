@@ -4,18 +4,17 @@ has no battery), and upsd's quoting rules."""
 from __future__ import annotations
 
 from collections import namedtuple
-from pathlib import Path
+from collections.abc import Callable
 
 import psutil
 import pytest
 
-from posagent.config.loader import validate
 from posagent.drivers.base import Status
 from posagent.drivers.battery import BatteryDriver
 from posagent.drivers.megatec import MegatecDriver
 from posagent.drivers.nut import NutDriver, quote, reading_from_vars, split_words
 from posagent.drivers.ups_common import FIELD_NAMES, HINTS, UpsReading, grade, parse_number
-from posagent.selftest.devices import DeviceSet
+from tests.conftest import DriverBuilder, device_entry
 
 
 @pytest.mark.parametrize(("tokens", "status", "code"), [
@@ -99,58 +98,49 @@ def test_reading_from_vars_exact_values() -> None:
 Batt = namedtuple("Batt", "percent secsleft power_plugged")
 
 
-def _battery(tmp_path: Path, options: dict | None = None) -> BatteryDriver:
-    dev: dict[str, object] = {"name": "batt", "driver": "battery"}
-    if options:
-        dev["options"] = options
-    cfg = validate({"agent": {"state_dir": str(tmp_path)}, "device": [dev]}, "test.toml")
-    drv = DeviceSet(cfg).get("batt")
-    assert isinstance(drv, BatteryDriver)
-    return drv
+@pytest.fixture
+def battery(build_driver: DriverBuilder) -> Callable[..., BatteryDriver]:
+    """battery(**options) -> a BatteryDriver built through the config loader."""
+    return build_driver.maker(BatteryDriver, "batt", "battery")
 
 
-def test_battery_absent(tmp_path: Path, mocker) -> None:
+def test_battery_absent(battery: Callable[..., BatteryDriver], mocker) -> None:
     mocker.patch("psutil.sensors_battery", return_value=None)
-    r = _battery(tmp_path).status()
+    r = battery().status()
     assert (r.status, r.code) == (Status.UNKNOWN, "BATTERY_NOT_PRESENT")
 
 
-def test_battery_on_mains(tmp_path: Path, mocker) -> None:
+def test_battery_on_mains(battery: Callable[..., BatteryDriver], mocker) -> None:
     mocker.patch("psutil.sensors_battery", return_value=Batt(87.0, psutil.POWER_TIME_UNLIMITED, True))
-    r = _battery(tmp_path).status()
+    r = battery().status()
     assert (r.status, r.code) == (Status.OK, "UPS_OK")
     assert r.fields["battery_charge_pct"] == 87.0 and r.fields["battery_runtime_s"] is None
     assert r.fields["on_battery"] is False and r.fields["ups_status"] == "OL"
 
 
-def test_battery_unplugged_then_low(tmp_path: Path, mocker) -> None:
+def test_battery_unplugged_then_low(battery: Callable[..., BatteryDriver], mocker) -> None:
     mocker.patch("psutil.sensors_battery", return_value=Batt(55.0, 3600, False))
-    r = _battery(tmp_path).status()
+    r = battery().status()
     assert (r.status, r.code) == (Status.WARN, "UPS_ON_BATTERY")
     assert r.fields["battery_runtime_s"] == 3600 and r.fields["ups_status"] == "OB DISCHRG"
     mocker.patch("psutil.sensors_battery", return_value=Batt(15.0, psutil.POWER_TIME_UNKNOWN, False))
-    r = _battery(tmp_path, {"low_pct": 20.0}).status()
+    r = battery(low_pct=20.0).status()
     assert (r.status, r.code) == (Status.FAIL, "UPS_BATTERY_LOW")
     assert r.fields["battery_low"] is True and r.fields["battery_runtime_s"] is None
 
 
-def test_battery_options_validated(tmp_path: Path) -> None:
+def test_battery_options_validated(battery: Callable[..., BatteryDriver]) -> None:
     from posagent.config.errors import ConfigError
 
     with pytest.raises(ConfigError, match="low_pct"):
-        _battery(tmp_path, {"low_pct": 150.0})
+        battery(low_pct=150.0)
 
 
-def test_battery_test_without_business_hours_is_skipped(tmp_path: Path) -> None:
+def test_battery_test_without_business_hours_is_skipped(build_driver: DriverBuilder) -> None:
     """No business hours anywhere: no time is known to be safe, so the test never runs."""
     from posagent.drivers.base import CheckContext, Level
 
-    dev = {"name": "u", "driver": "megatec", "url": "sim://megatec", "options": {"battery_test": True}}
-    ds = DeviceSet(validate({"agent": {"state_dir": str(tmp_path)}, "device": [dev]}, "test.toml"))
-    try:
-        drv = ds.get("u")
-        check = next(c for c in drv.checks() if c.name == "battery_test")  # type: ignore[union-attr]
-        r = check.run(CheckContext(deadline=10**9, level=Level.EXTERNAL))
-        assert r.code == "UPS_TEST_SKIPPED" and "no business hours" in r.message
-    finally:
-        ds.close()
+    drv = build_driver.driver(MegatecDriver, device_entry("u", "megatec", "sim://megatec", {"battery_test": True}))
+    check = next(c for c in drv.checks() if c.name == "battery_test")
+    r = check.run(CheckContext(deadline=10**9, level=Level.EXTERNAL))
+    assert r.code == "UPS_TEST_SKIPPED" and "no business hours" in r.message
