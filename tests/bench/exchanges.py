@@ -34,6 +34,7 @@ def printer_variants(path: str, url: str, state_dir: str) -> dict[str, Callable[
     port = pyserial_port(path)
 
     def pyserial_read1() -> bytes:
+        port.reset_input_buffer()  # every variant discards stale input first, as the agent does
         port.write(DLE_EOT_1)
         return bytes(port.read(1))
 
@@ -64,10 +65,12 @@ def ups_variants(path: str, url: str, state_dir: str) -> dict[str, Callable[[], 
     slow = pyserial_port(path, timeout=0.1)
 
     def read47() -> bytes:
+        port.reset_input_buffer()
         port.write(Q1)
         return bytes(port.read(47))
 
     def read1_in_waiting() -> bytes:
+        port.reset_input_buffer()
         port.write(Q1)
         buf = bytes(port.read(1))
         while not buf.endswith(b"\r"):
@@ -75,6 +78,7 @@ def ups_variants(path: str, url: str, state_dir: str) -> dict[str, Callable[[], 
         return buf
 
     def read1_loop() -> bytes:
+        port.reset_input_buffer()
         port.write(Q1)
         buf = b""
         while not buf.endswith(b"\r"):
@@ -82,10 +86,12 @@ def ups_variants(path: str, url: str, state_dir: str) -> dict[str, Callable[[], 
         return buf
 
     def read_until() -> bytes:
+        port.reset_input_buffer()
         port.write(Q1)
         return bytes(port.read_until(b"\r"))
 
     def readline() -> bytes:
+        slow.reset_input_buffer()
         slow.write(Q1)
         return bytes(slow.readline())
 
@@ -113,11 +119,13 @@ def reader_variants(path: str, url: str, state_dir: str, payload_len: int = 64) 
     port = pyserial_port(path)
 
     def header_then_body() -> bytes:
+        port.reset_input_buffer()
         port.write(request)
         head = bytes(port.read(3))  # ACK STX LEN
         return head + bytes(port.read(head[2] + 2))
 
     def per_byte() -> bytes:
+        port.reset_input_buffer()
         port.write(request)
         buf = b""
         while len(buf) < reply_len:

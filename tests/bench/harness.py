@@ -65,19 +65,27 @@ def open_raw(path: str) -> int:
 
 def floor_exchange(fd: int, request: bytes, reply_len: int | None = None,
                    terminator: bytes = b"") -> Callable[[], bytes]:
-    """FLOOR: os.write, then poll + os.read until the reply is complete."""
+    """FLOOR: discard stale input (tcflush), os.write, then poll + os.read until the reply
+    is complete; a reply longer than expected means the exchange got out of step."""
     poller = select.poll()
     poller.register(fd, select.POLLIN)
+    flush, iflush = termios.tcflush, termios.TCIFLUSH
 
     def once() -> bytes:
+        flush(fd, iflush)
         os.write(fd, request)
         buf = b""
         while True:
             if not poller.poll(1000):
                 raise TimeoutError("floor: no reply")
             buf += os.read(fd, 4096)
-            if (reply_len is not None and len(buf) >= reply_len) or (terminator and buf.endswith(terminator)):
-                return buf
+            if reply_len is not None and len(buf) >= reply_len:
+                break
+            if terminator and buf.endswith(terminator):
+                break
+        if reply_len is not None and len(buf) != reply_len:
+            raise RuntimeError(f"floor: {len(buf)} bytes back, expected {reply_len}: out of step")
+        return buf
 
     return once
 
