@@ -1,8 +1,10 @@
 """``posagent heartbeat [--json] [--send]``: the heartbeat the agent would send now.
 
-Without ``--send`` nothing is written: the message is shown with the seq it would get.
+Without ``--send`` nothing is written: the message is shown with the seq it would get and
+the outbox figures (backlog, drops) read from the outbox without writing to it.
 With ``--send`` (the technician's "request heartbeat") it is committed to the outbox and
-delivered at once; if delivery fails it stays in the outbox for the daemon.
+delivered at once; if delivery fails it stays in the outbox for the daemon. Committed
+heartbeats are also written to ``[export] prometheus_textfile`` when one is configured.
 
 Exit codes: 0 shown / delivered; 65 the upstream rejected it (recorded); 75 not delivered
 now (kept in the outbox); 78 upstream settings unusable.
@@ -51,10 +53,15 @@ def run(args: argparse.Namespace) -> int:
     if args.send:
         return send(config, drain=False, as_json=args.json)
     from posagent import messages
-    from posagent.outbox import peek_next_seq
+    from posagent.outbox import OutboxError, peek
 
     finalize = build(config)
-    message = messages.preview(finalize, peek_next_seq(config.agent.state_dir))
+    try:
+        stats = peek(config.agent.state_dir)
+    except OutboxError as e:
+        print(f"posagent: {e}; the outbox figures below read 0", file=sys.stderr)
+        stats = None
+    message = messages.preview(finalize, stats.seq + 1 if stats is not None else 1, stats)
     if args.json:
         _dump(message, sys.stdout)
     else:
@@ -132,6 +139,10 @@ def _commit_and_send(config: Config, outbox: Outbox, upstream: Upstream | None, 
         _dump(message, out)
     else:
         summary(message, out, sent=True)
+    if config.export.prometheus_textfile:
+        from posagent.daemon import export_prometheus
+
+        export_prometheus(config.export.prometheus_textfile, message)
     if upstream is None:
         print(f"posagent: no upstream url configured: heartbeat seq {message['seq']} kept in the outbox",
               file=sys.stderr)
@@ -145,17 +156,18 @@ def _commit_and_send(config: Config, outbox: Outbox, upstream: Upstream | None, 
             if result.outcome is Outcome.DELIVERED:
                 sent += 1
             elif result.outcome is Outcome.REJECTED:
-                rejected += 1
-                print(f"posagent: upstream rejected seq {pending.seq}: {result.detail}", file=sys.stderr)
+                rejected += 1  # deliver() logged it (once), and the outbox counted it
             else:
                 print(f"posagent: not delivered: {result.detail}; kept in the outbox "
                       f"({outbox.stats().backlog} waiting), the daemon will retry", file=sys.stderr)
                 return EX_TEMPFAIL
-            pending = outbox.next_pending() if drain else None
+            # this heartbeat (the newest) went first; the backlog follows oldest first
+            pending = outbox.next_pending(after_newest=True) if drain else None
     finally:
         upstream.close()
     left = outbox.stats().backlog
-    print(f"posagent: delivered {sent} report(s) to {config.upstream.url}; {left} waiting in the outbox",
+    refused = f"; {rejected} rejected by the upstream (recorded, not retried)" if rejected else ""
+    print(f"posagent: delivered {sent} report(s) to {config.upstream.url}{refused}; {left} waiting in the outbox",
           file=sys.stderr)
     if rejected and not drain:
         return EX_DATAERR
@@ -171,7 +183,8 @@ def summary(message: dict[str, Any], out: TextIO, *, sent: bool) -> None:
     for name, d in devices.items():
         print(f"  {name:<{width}}  {d['status']:<7}  {d['code']:<{code_width}}  {d['message']}", file=out)
     a = message["agent"]
-    print(f"outbox: {a['outbox_backlog']} waiting, {a['dropped']['total']} dropped; "
+    refusals = "".join(f", {a[k]} {k}" for k in ("rejected", "refused") if a.get(k))
+    print(f"outbox: {a['outbox_backlog']} waiting, {a['dropped']['total']} dropped{refusals}; "
           f"last delivery {a['last_success_at'] or 'never'}", file=out)
 
 

@@ -5,9 +5,15 @@ One main thread decides and waits; the work happens elsewhere:
   each cut at its timeout by the Runner) or the daily self-test, never both at once
   since they share the ports;
 - the delivery thread sends the outbox upstream.
+Device status is polled every ``status_poll`` (at most every ``heartbeat_interval``): each
+round feeds the change tracker, so a change becomes an event at once; a heartbeat uses
+the round it ran with, or the latest one when that is fresh.
 The main loop commits each heartbeat, event and self-test report to the outbox, pings the
-systemd watchdog while it is alive, and handles SIGTERM (graceful stop, exit 0) and SIGHUP
-(reload; a bad new config is logged and the old one kept). Every wait is an Event wait.
+systemd watchdog while it is alive and no job is wedged (``posagent.jobs``), and handles
+SIGTERM (graceful stop, exit 0) and SIGHUP (reload; a bad new config is logged and the old
+one kept; the old devices are closed in a thread while the loop goes on). After a system
+boot, heartbeats, the outbox backlog and a catch-up self-test wait ``startup_jitter``.
+Every wait is an Event wait.
 """
 
 from __future__ import annotations
@@ -16,11 +22,12 @@ import dataclasses
 import datetime as dt
 import importlib
 import logging
+import random
 import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from posagent.changes import Change, ChangeTracker
@@ -28,6 +35,7 @@ from posagent.config.errors import ConfigError
 from posagent.config.model import Config
 from posagent.delivery import Delivery, DeliveryPolicy
 from posagent.drivers.base import Level, Status
+from posagent.jobs import Job, selftest_bound, status_bound
 from posagent.messages import AgentState, DeviceResults
 from posagent.outbox import Outbox, OutboxError
 from posagent.sdnotify import Notifier
@@ -108,26 +116,34 @@ def record_history(config: Config, report: Any) -> None:
         log.warning("self-test not recorded in the history: %s", e)
 
 
-@dataclass
-class Job:
-    kind: str  # "status" | "selftest"
-    started: float
-    done: threading.Event = field(default_factory=threading.Event)
-    result: Any = None
-    error: BaseException | None = None
-    trigger: str = ""
-    reason: str = ""
+def just_booted(state_dir: str) -> bool:
+    """Whether the system itself has just booted (once per boot; stamps the boot id)."""
+    from posagent import schedule
+
+    return schedule.is_just_booted(state_dir, schedule.read_boot_id(), schedule.system_uptime())
+
+
+@dataclass(frozen=True)
+class Polled:
+    """The latest status round: the device results, the system figures, when it ended."""
+
+    results: DeviceResults
+    system: dict[str, Any]
+    at: float  # time.monotonic()
 
 
 class Daemon:
     def __init__(self, config: Config, reload: Callable[[], Config], *, notifier: Notifier | None = None,
                  delivery_policy: DeliveryPolicy | None = None,
-                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now().astimezone()) -> None:
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now().astimezone(),
+                 rng: random.Random | None = None, booted: Callable[[str], bool] = just_booted) -> None:
         self.config = config
         self._reload_fn = reload
         self.notifier = notifier or Notifier()
         self.delivery_policy = delivery_policy
         self.clock = clock
+        self.rng = rng or random.Random()
+        self._booted = booted
         self.state = AgentState(started_at=clock().replace(microsecond=0))
         self._wake = threading.Event()
         self._stop_requested = False
@@ -139,15 +155,27 @@ class Daemon:
         self.delivery: Delivery | None = None
         self.changes = ChangeTracker(float(config.schedule.event_dedupe))
         self.heartbeats = 0
+        self._hold_until = 0.0  # startup_jitter: nothing goes out before this (monotonic)
         self._next_hb = 0.0
+        self._next_poll = 0.0
+        self._latest: Polled | None = None
         self._plan: Any = None
+        self._wedged = False
+        self._closing: tuple[threading.Thread, float, Config] | None = None  # a reload closing the old devices
 
     # -- signals --------------------------------------------------------------------
     def _on_signal(self, signum: int, frame: object) -> None:
         if signum == signal.SIGHUP:
-            self._reload_requested = True
+            self.request_reload()
         else:
-            self._stop_requested = True
+            self.request_stop()
+
+    def request_reload(self) -> None:
+        self._reload_requested = True
+        self._wake.set()
+
+    def request_stop(self) -> None:
+        self._stop_requested = True
         self._wake.set()
 
     # -- setup ------------------------------------------------------------------------
@@ -168,7 +196,7 @@ class Daemon:
             log.warning("no upstream url configured: reports are kept in the outbox (bounded)")
         self.delivery = Delivery(self.outbox, upstream, self.state, policy=self.delivery_policy,
                                  on_change=self._wake.set)
-        self.delivery.start()
+        self.delivery.start(hold=max(0.0, self._hold_until - time.monotonic()))
 
     def _plan_selftest(self) -> None:
         from posagent import schedule
@@ -177,8 +205,15 @@ class Daemon:
         now = self.clock()
         first_seen = schedule.mark_first_seen(cfg.agent.state_dir, now)
         last_run, _ = schedule.load_runs(cfg.agent.state_dir)
-        self._plan = schedule.plan_selftest(now, cfg.schedule, cfg.agent.terminal_id, last_run, first_seen)
+        plan = schedule.plan_selftest(now, cfg.schedule, cfg.agent.terminal_id, last_run, first_seen)
+        hold = max(0.0, self._hold_until - time.monotonic())
+        self._plan = schedule.hold_back(plan, now + dt.timedelta(seconds=hold))
         log.info("next self-test %s at %s", self._plan.trigger, self._plan.at.isoformat(timespec="seconds"))
+
+    def _poll_interval(self) -> float:
+        from posagent import schedule
+
+        return schedule.poll_interval(self.config.schedule, float(self.config.agent.heartbeat_interval))
 
     # -- main -------------------------------------------------------------------------
     def run(self) -> int:
@@ -192,17 +227,19 @@ class Daemon:
                 log.error("%s (is the state dir writable by this user?)", e)
                 return EX_CANTCREAT
             self._open(self.config)
-            self._start_delivery(self.config)
-            self._plan_selftest()
             cfg = self.config
-            booted = schedule.is_just_booted(cfg.agent.state_dir, schedule.read_boot_id(), schedule.system_uptime())
-            delay = schedule.startup_delay(booted, cfg.schedule)
+            delay = schedule.startup_delay(self._booted(cfg.agent.state_dir), cfg.schedule, self.rng)
+            self._hold_until = time.monotonic() + delay
+            self._next_hb = self._next_poll = self._hold_until
             if delay:
-                log.info("system just booted: first heartbeat in %.0f s (startup_jitter)", delay)
-            self._next_hb = time.monotonic() + delay
+                log.info("system just booted: the first heartbeat, the outbox backlog and any catch-up self-test "
+                         "wait %.0f s (startup_jitter)", delay)
+            self._start_delivery(cfg)
+            self._plan_selftest()
             self.notifier.ready(status=f"started; {len(self.devices.names()) if self.devices else 0} devices")
-            log.info("posagent running as %s: %d devices, heartbeat every %g s", cfg.agent.terminal_id,
-                     len(self.devices.names()) if self.devices else 0, float(cfg.agent.heartbeat_interval))
+            log.info("posagent running as %s: %d devices, heartbeat every %g s, status every %g s",
+                     cfg.agent.terminal_id, len(self.devices.names()) if self.devices else 0,
+                     float(cfg.agent.heartbeat_interval), self._poll_interval())
             self._loop()
             return 0
         finally:
@@ -218,28 +255,29 @@ class Daemon:
             if self._stop_requested:
                 return
             now = time.monotonic()
+            wedged = self._check_wedged(now, wd is not None)
             if wd is not None and now >= next_wd:
-                self.notifier.watchdog()
+                if not wedged:
+                    self.notifier.watchdog()
                 next_wd = now + wd
             self._collect_job()
-            if self._reload_requested and self._job is None:
+            self._finish_reload(now)
+            if self._reload_requested and self._job is None and self._closing is None:
                 self._reload_requested = False
                 self._reload()
                 continue
             for change in self.changes.due(now):
                 self._commit_event(change)
-            if self._job is None:
-                wall = self.clock()
-                if now >= self._next_hb:
-                    self._next_hb = max(self._next_hb + float(self.config.agent.heartbeat_interval), now + 0.5)
-                    self._start_job("status")
-                elif self._plan is not None and wall >= self._plan.at:
-                    self._start_selftest(wall)
+            self._schedule(now)
             deadlines = []
             if self._job is None:
-                deadlines.append(self._next_hb)
+                deadlines += [self._next_hb, self._next_poll]
                 if self._plan is not None:
                     deadlines.append(now + max(0.0, (self._plan.at - self.clock()).total_seconds()))
+            elif not self._wedged:
+                deadlines.append(self._job.stuck_after())
+            if self._closing is not None:
+                deadlines.append(self._closing[1])
             if wd is not None:
                 deadlines.append(next_wd)
             trailing = self.changes.next_deadline()
@@ -248,15 +286,61 @@ class Daemon:
             timeout = min(deadlines, default=now + WALL_RECHECK) - time.monotonic()
             self._wake.wait(max(0.0, min(timeout, WALL_RECHECK)))
 
+    def _schedule(self, now: float) -> None:
+        """Start what is due: a status round (poll or heartbeat), else the self-test."""
+        if self._job is not None or self.runner is None:
+            return
+        hb_due = now >= self._next_hb
+        latest = self._latest
+        if hb_due and latest is not None and now - latest.at <= self._poll_interval() / 2:
+            self._advance_heartbeat(now)  # the latest round is fresh: the heartbeat reports it
+            self._commit_heartbeat(latest.results, latest.system)
+            return
+        if hb_due or now >= self._next_poll:
+            self._next_poll = now + self._poll_interval()
+            if hb_due:
+                self._advance_heartbeat(now)
+            self._start_job("status", heartbeat=hb_due)
+            return
+        wall = self.clock()
+        if self._plan is not None and wall >= self._plan.at:
+            self._start_selftest(wall)
+
+    def _advance_heartbeat(self, now: float) -> None:
+        self._next_hb = max(self._next_hb + float(self.config.agent.heartbeat_interval), now + 0.5)
+
+    def _check_wedged(self, now: float, watchdog: bool) -> bool:
+        """True while the running job is past its bound: then the watchdog is not pinged."""
+        job = self._job
+        if job is None or job.done.is_set() or now < job.stuck_after():
+            if self._wedged:
+                log.warning("the stuck job ended: pinging the watchdog again")
+                self._wedged = False
+            return False
+        if not self._wedged:
+            self._wedged = True
+            what = ("no more watchdog pings: systemd restarts the agent" if watchdog
+                    else "no watchdog configured: restart the agent")
+            log.error("the %s job has run %.0f s, more than twice its bound of %.0f s: a device call does not "
+                      "return; %s", job.kind, now - job.started, job.bound, what)
+            self.notifier.status(f"wedged: the {job.kind} job has not returned for {now - job.started:.0f} s")
+        return True
+
     # -- jobs -------------------------------------------------------------------------
-    def _start_job(self, kind: str, level: Level = Level.INTERNAL, trigger: str = "", reason: str = "") -> None:
+    def _start_job(self, kind: str, level: Level = Level.INTERNAL, trigger: str = "", reason: str = "",
+                   heartbeat: bool = False) -> None:
         runner, config = self.runner, self.config
         assert runner is not None
-        job = Job(kind, time.monotonic(), trigger=trigger, reason=reason)
+        job = Job(kind, time.monotonic(), status_bound(config), trigger=trigger, reason=reason,
+                  heartbeat=heartbeat)
 
         def work() -> None:
             try:
-                job.result = status_round(runner, config) if kind == "status" else runner.selftest(level)
+                if kind == "status":
+                    job.result = status_round(runner, config)
+                else:
+                    job.bound = selftest_bound(runner.devices, level)
+                    job.result = runner.selftest(level)
             except BaseException as e:
                 job.error = e
             job.done.set()
@@ -286,8 +370,14 @@ class Daemon:
             return
         if job.kind == "status":
             results, system = job.result
-            self._commit_heartbeat(results, system)
-            for change in self.changes.observe(results, time.monotonic()):
+            now = time.monotonic()
+            self._latest = Polled(results, system, now)
+            if not job.heartbeat and now >= self._next_hb:  # it came due while this round ran
+                self._advance_heartbeat(now)
+                job.heartbeat = True
+            if job.heartbeat:
+                self._commit_heartbeat(results, system)
+            for change in self.changes.observe(results, now):
                 self._commit_event(change)
         else:
             self._commit_selftest(job)
@@ -353,6 +443,10 @@ class Daemon:
                 text += f"; outbox {stats.backlog} waiting"
                 if stats.dropped_total:
                     text += f", {stats.dropped_total} dropped"
+                if stats.rejected:
+                    text += f", {stats.rejected} rejected"
+                if stats.refused:
+                    text += f", {stats.refused} refused"
                 text += f"; last delivery {stats.last_success_at or 'never'}"
         if self.state.last_error:
             text += f"; {self.state.last_error}"
@@ -360,6 +454,8 @@ class Daemon:
 
     # -- reload and stop --------------------------------------------------------------
     def _reload(self) -> None:
+        """Load the new config; if it is good, close the old devices in a thread (the loop
+        goes on pinging) and switch in ``_finish_reload`` once they are closed or given up."""
         self.notifier.reloading()
         try:
             new = self._reload_fn()
@@ -372,9 +468,23 @@ class Daemon:
             log.error("reload failed, keeping the old config: %s: %s", type(e).__name__, e)
             self.notifier.ready(status="reload failed, old config kept")
             return
+        devices, self.devices, self.runner = self.devices, None, None
+        closer = threading.Thread(target=devices.close if devices is not None else (lambda: None),
+                                  name="close-devices", daemon=True)
+        closer.start()
+        self._closing = (closer, time.monotonic() + STOP_GRACE, new)
+        self._wake.set()
+
+    def _finish_reload(self, now: float) -> None:
+        if self._closing is None:
+            return
+        closer, deadline, new = self._closing
+        if closer.is_alive() and now < deadline:
+            return
+        self._closing = None
+        if closer.is_alive():
+            log.warning("reload: a device did not close within %g s; it is left behind", STOP_GRACE)
         old = self.config
-        if self.devices is not None:
-            self.devices.close()
         self.config = new
         self._open(new)
         if new.agent.state_dir != old.agent.state_dir:
@@ -399,8 +509,10 @@ class Daemon:
             self.state.last_error = problem
             self.delivery.replace_upstream(upstream)
         self.changes.reset(float(new.schedule.event_dedupe))
+        self._latest = None
         self._plan_selftest()
-        self._next_hb = time.monotonic()  # a heartbeat at once shows the new config took
+        now = time.monotonic()  # a heartbeat at once shows the new config took (after any startup hold)
+        self._next_hb = self._next_poll = max(now, self._hold_until)
         log.info("config reloaded from %s", new.path)
         self.notifier.ready(status="config reloaded")
 
@@ -412,10 +524,14 @@ class Daemon:
                 self._collect_job()
             else:
                 log.warning("stopping: abandoning the running %s (a device did not answer in time)", job.kind)
+        if self._closing is not None:  # a reload was closing the old devices
+            self._closing[0].join(max(0.0, self._closing[1] - time.monotonic()))
         if self.devices is not None:
             closer = threading.Thread(target=self.devices.close, name="close-devices", daemon=True)
             closer.start()
             closer.join(STOP_GRACE)
+            if closer.is_alive():
+                log.warning("stopping: a device did not close within %g s", STOP_GRACE)
         if self.delivery is not None and not self.delivery.stop(STOP_GRACE):
             log.warning("stopping: abandoning a delivery in flight (it stays in the outbox)")
         if self.outbox is not None:

@@ -1,7 +1,9 @@
 """The delivery loop: takes reports from the outbox and sends them upstream, in its own thread.
 
-The newest heartbeat goes first, then the backlog oldest first at a limited rate (so a
-fleet coming back from an outage does not hammer the endpoint). After a failed send the
+The newest heartbeat goes first, once, then everything else oldest first (in seq order,
+heartbeats included) at a limited rate, so a fleet coming back from an outage does not
+hammer the endpoint; after a failure the newest heartbeat goes first again. After a boot
+the loop can be held back (``start(hold=...)``: the daemon's startup_jitter). After a failed send the
 loop backs off (exponential, full jitter, capped; at least what Retry-After asked). A
 refusal (401, wrong URL) is logged once and pauses delivery until a reload or the pause
 ends; the reports stay in the outbox. Every wait is an Event wait, cut short by stop().
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 
 from posagent.messages import AgentState
 from posagent.outbox import Outbox, OutboxError, Pending
-from posagent.upstream import Outcome, SendResult, Upstream
+from posagent.upstream import Outcome, SendResult, Upstream, full_jitter
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +34,22 @@ class DeliveryPolicy:
 
 
 def deliver(outbox: Outbox, upstream: Upstream, pending: Pending) -> SendResult:
-    """Send one report and update the outbox by the outcome."""
+    """Send one report and update the outbox by the outcome.
+
+    A rejected report (a 4xx about it) is removed, counted (``agent.rejected``) and logged
+    here, once. A refusal of the agent as a whole (401/403/404...) keeps the report and is
+    counted (``agent.refused``); the caller says so to the operator.
+    """
     result = upstream.send(pending.body, pending.message_id)
     if result.outcome is Outcome.DELIVERED:
         outbox.ack(pending.seq)
     elif result.outcome is Outcome.REJECTED:
-        outbox.reject(pending.seq, result.http_status, result.detail)
+        outbox.reject(pending.seq, result.http_status, result.detail, kind=pending.kind,
+                      message_id=pending.message_id)
         log.warning("upstream rejected report seq %d (%s): %s; recorded, not retried",
                     pending.seq, pending.kind, result.detail)
     else:
-        outbox.note_failure(pending.seq, result.detail)
+        outbox.note_failure(pending.seq, result.detail, refused=result.outcome is Outcome.REFUSED)
     return result
 
 
@@ -63,10 +71,14 @@ class Delivery:
         self._thread: threading.Thread | None = None
         self._failures = 0
         self._trouble: str | None = None  # the problem last logged, so it is logged once
+        self._newest_first = True  # the next send is the newest heartbeat (at start, after a failure)
+        self._hold = 0.0
         self.sent = 0
 
     # -- control from the main loop -------------------------------------------------------
-    def start(self) -> None:
+    def start(self, hold: float = 0.0) -> None:
+        """Start the loop; it sends nothing for the first ``hold`` seconds (stop() ends the hold)."""
+        self._hold = max(0.0, hold)
         self._thread = threading.Thread(target=self._loop, name="delivery", daemon=True)
         self._thread.start()
 
@@ -103,6 +115,9 @@ class Delivery:
 
     # -- the loop ------------------------------------------------------------------------
     def _loop(self) -> None:
+        if self._hold > 0:
+            log.debug("delivery held back for %.1f s", self._hold)
+            self._stop.wait(self._hold)
         while not self._stop.is_set():
             self._swap_upstream()
             try:
@@ -128,17 +143,18 @@ class Delivery:
             if self._upstream is not None:
                 self._upstream.close()
             self._upstream = nxt if isinstance(nxt, Upstream) else None
-            self._failures, self._trouble = 0, None
+            self._failures, self._trouble, self._newest_first = 0, None, True
 
     def step(self) -> tuple[float, bool]:
         """Send at most one report. Returns (seconds to wait, whether a new report ends the wait)."""
         if self._upstream is None:
             return self.policy.idle_wait, True
-        pending = self.outbox.next_pending()
+        pending = self.outbox.next_pending(after_newest=not self._newest_first)
         if pending is None:
             return self.policy.idle_wait, True
         result = deliver(self.outbox, self._upstream, pending)
         if result.outcome in (Outcome.DELIVERED, Outcome.REJECTED):
+            self._newest_first = False
             self.sent += result.outcome is Outcome.DELIVERED
             if self._trouble is not None:
                 log.warning("upstream reachable again: delivered report seq %d; %d waiting",
@@ -146,8 +162,9 @@ class Delivery:
             self._failures, self._trouble = 0, None
             self.state.last_error = None
             self._changed()
-            more = self.outbox.next_pending() is not None
+            more = self.outbox.next_pending(after_newest=True) is not None
             return (1.0 / self.policy.rate if more and self.policy.rate > 0 else 0.0), False
+        self._newest_first = True  # when it works again, the present goes first
         if self._stop.is_set():
             return 0.0, False
         if result.outcome is Outcome.REFUSED:
@@ -155,8 +172,7 @@ class Delivery:
                          f"next try in {self.policy.refused_pause:g} s or after a reload", logging.ERROR)
             return self.policy.refused_pause, False
         self._failures += 1
-        ceiling = min(self.policy.backoff_cap, self.policy.backoff_base * 2 ** (self._failures - 1))
-        wait = self.rng.uniform(0.0, ceiling)
+        wait = full_jitter(self.rng, self.policy.backoff_base, self.policy.backoff_cap, self._failures)
         if result.retry_after is not None:
             wait = max(wait, min(result.retry_after, self._upstream.policy.retry_after_cap))
         backlog = self.outbox.stats().backlog

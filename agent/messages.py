@@ -9,6 +9,7 @@ seq and the outbox figures of that moment. The JSON Schemas are shipped in
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import importlib
 import logging
@@ -86,6 +87,7 @@ def agent_figures(stats: Stats, state: AgentState | None, now: dt.datetime | Non
         "outbox_bytes": stats.backlog_bytes,
         "dropped": {**stats.dropped, "total": stats.dropped_total},
         "rejected": stats.rejected,
+        "refused": stats.refused,
         "last_success_at": stats.last_success_at,
         "last_error": state.last_error if state else None,
     }
@@ -186,9 +188,13 @@ def _finalizer(body: dict[str, Any], state: AgentState | None, now: dt.datetime 
 
 
 def preview(finalize: Finalizer, next_seq: int, stats: Stats | None = None) -> dict[str, Any]:
-    """The message as it would be sent, without committing it (``posagent heartbeat --json``)."""
-    return finalize(next_seq, stats or Stats(seq=next_seq - 1, backlog=0, backlog_bytes=0,
-                                             dropped=dict.fromkeys(("heartbeat", "event", "selftest"), 0)))
+    """The message as it would be sent, without committing it (``posagent heartbeat --json``).
+
+    ``stats``: the outbox figures read with ``outbox.peek()``; None means there is no outbox.
+    """
+    from posagent.outbox import empty_stats
+
+    return finalize(next_seq, stats if stats is not None else dataclasses.replace(empty_stats(), seq=next_seq - 1))
 
 
 def load_schema(kind: str) -> dict[str, Any]:

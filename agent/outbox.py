@@ -10,8 +10,10 @@ drop counted here. The spool is bounded by size and age; under pressure, superse
 heartbeats go first, then events, then the newest heartbeat, self-test reports last.
 Every drop is counted per kind, persisted, and reported in the next messages.
 
-Delivery order: the newest heartbeat first (the dashboard wants the present), then the
-backlog oldest first.
+Delivery order (``next_pending``): the newest heartbeat once (the dashboard wants the
+present), then everything else oldest first, heartbeats included.
+
+``peek()`` reads the figures without writing anything (for ``posagent heartbeat --json``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +86,7 @@ class Stats:
     rejected: int = 0
     last_success_at: str | None = None
     oldest_created: float | None = None
+    refused: int = 0  # attempts the upstream refused as a whole (401/403/404...): reports kept
 
     @property
     def dropped_total(self) -> int:
@@ -219,7 +223,11 @@ class Outbox:
 
     # -- delivery bookkeeping -----------------------------------------------------------
     def next_pending(self, after_newest: bool = False) -> Pending | None:
-        """The newest heartbeat if one waits (unless ``after_newest``), else the oldest message."""
+        """The newest heartbeat if one waits (unless ``after_newest``), else the oldest message.
+
+        The delivery loop asks once without ``after_newest`` (the present first), then with
+        it: the backlog goes out in seq order, heartbeats included.
+        """
         with self._lock:
             row = None
             if not after_newest:
@@ -244,14 +252,24 @@ class Outbox:
             db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
             self._set_meta("last_success_at", stamp)
 
-    def note_failure(self, seq: int, error: str) -> None:
+    def note_failure(self, seq: int, error: str, *, refused: bool = False) -> None:
+        """A failed attempt; ``refused``: the upstream refused the agent itself (counted, kept)."""
         with self._tx() as db:
             db.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE seq = ?", (error[:500], seq))
+            if refused:
+                self._set_meta("refused", self._meta_int("refused") + 1)
 
-    def reject(self, seq: int, http_status: int | None, reason: str) -> None:
-        """The upstream refused this message for good (a 4xx about the message): record, remove."""
+    def reject(self, seq: int, http_status: int | None, reason: str, *, kind: str | None = None,
+               message_id: str | None = None) -> None:
+        """The upstream refused this message for good (a 4xx about the message): record, remove.
+
+        Counted even when the row is already gone (acked by another writer, dropped by the
+        bound meanwhile), as long as ``kind`` and ``message_id`` say what it was.
+        """
         with self._tx() as db:
             row = db.execute("SELECT kind, message_id FROM outbox WHERE seq = ?", (seq,)).fetchone()
+            if row is None and kind is not None and message_id is not None:
+                row = (kind, message_id)
             if row is not None:
                 db.execute("INSERT OR REPLACE INTO rejected (seq, kind, message_id, http_status, reason, at) "
                            "VALUES (?, ?, ?, ?, ?, ?)", (seq, row[0], row[1], http_status, reason[:500], self.clock()))
@@ -266,13 +284,7 @@ class Outbox:
             return self._stats_locked(self._meta_int("seq"))
 
     def _stats_locked(self, seq: int) -> Stats:
-        db = self._db
-        n, size, oldest = db.execute("SELECT count(*), coalesce(sum(bytes), 0), min(created) FROM outbox").fetchone()
-        last = db.execute("SELECT value FROM meta WHERE key = 'last_success_at'").fetchone()
-        return Stats(seq=seq, backlog=n, backlog_bytes=size,
-                     dropped={k: self._meta_int(f"dropped_{k}") for k in KINDS},
-                     rejected=self._meta_int("rejected"), last_success_at=last[0] if last else None,
-                     oldest_created=oldest)
+        return read_stats(self._db, seq)
 
     def pending_seqs(self) -> list[int]:
         with self._lock:
@@ -283,8 +295,7 @@ class Outbox:
             return list(self._db.execute("SELECT seq, kind, http_status, reason FROM rejected ORDER BY seq"))
 
     def _meta_int(self, key: str) -> int:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return int(row[0]) if row and row[0] is not None else 0
+        return _meta_int(self._db, key)
 
     def _set_meta(self, key: str, value: object) -> None:
         self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
@@ -304,17 +315,51 @@ class Outbox:
         self.close()
 
 
-def peek_next_seq(state_dir: str) -> int:
-    """The seq the next message would get, read without writing (for previews)."""
+def _meta_int(db: sqlite3.Connection, key: str) -> int:
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def read_stats(db: sqlite3.Connection, seq: int) -> Stats:
+    """The outbox figures, read on ``db`` (inside the caller's transaction or read-only)."""
+    n, size, oldest = db.execute("SELECT count(*), coalesce(sum(bytes), 0), min(created) FROM outbox").fetchone()
+    last = db.execute("SELECT value FROM meta WHERE key = 'last_success_at'").fetchone()
+    return Stats(seq=seq, backlog=n, backlog_bytes=size,
+                 dropped={k: _meta_int(db, f"dropped_{k}") for k in KINDS},
+                 rejected=_meta_int(db, "rejected"), last_success_at=last[0] if last else None,
+                 oldest_created=oldest, refused=_meta_int(db, "refused"))
+
+
+def empty_stats() -> Stats:
+    return Stats(seq=0, backlog=0, backlog_bytes=0, dropped=dict.fromkeys(KINDS, 0))
+
+
+def peek(state_dir: str) -> Stats:
+    """The outbox figures, read without writing anything (no seq allocated, no file created).
+
+    No outbox yet: empty figures. Raises OutboxError when it exists but cannot be read.
+    A database nobody has open (no ``-wal``/``-shm`` next to it) is read as immutable, so
+    not even those files appear (run as root, they would be root's and lock the service
+    out); otherwise a read-only connection shares the writer's WAL index.
+    """
     path = os.path.join(state_dir, DB_NAME)
     if not os.path.exists(path):
-        return 1
+        return empty_stats()
+    live = any(os.path.exists(path + suffix) for suffix in ("-wal", "-shm"))
+    uri = f"file:{urllib.parse.quote(path)}?{'mode=ro' if live else 'immutable=1'}"
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+        db = sqlite3.connect(uri, uri=True, timeout=2.0)
         try:
-            row = db.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()
+            return read_stats(db, _meta_int(db, "seq"))
         finally:
             db.close()
-    except sqlite3.Error:
+    except sqlite3.Error as e:
+        raise OutboxError(f"cannot read the outbox {path}: {e}") from None
+
+
+def peek_next_seq(state_dir: str) -> int:
+    """The seq the next message would get, read without writing (for previews)."""
+    try:
+        return peek(state_dir).seq + 1
+    except OutboxError:
         return 1
-    return int(row[0]) + 1 if row else 1

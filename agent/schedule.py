@@ -1,5 +1,5 @@
-"""Schedule arithmetic for the daemon: when the daily self-test runs, at which level, and
-whether to hold back the first heartbeat after a boot.
+"""Schedule arithmetic for the daemon: when the daily self-test runs, at which level, how
+often device status is polled, and whether to hold back the first reports after a boot.
 
 Everything takes the time as an argument (an aware ``datetime``) so tests inject a clock;
 only the small state helpers at the bottom touch the state dir.
@@ -13,7 +13,9 @@ only the small state helpers at the bottom touch the state dir.
 - Inside ``business_hours`` or on a ``blackout_dates`` day the self-test never prints: it
   runs at the internal level and says why.
 - ``startup_jitter`` applies only when the system itself has just booted: the kernel boot id
-  differs from the one stamped in the state dir *and* the uptime is short.
+  differs from the one stamped in the state dir *and* the uptime is short. It holds back
+  the first heartbeat, the outbox backlog and a catch-up self-test by the same random delay.
+- Device status is polled every ``status_poll``, capped at ``heartbeat_interval``.
 """
 
 from __future__ import annotations
@@ -123,10 +125,22 @@ def level_for(when: dt.datetime, sched: ScheduleSection, wanted: Level = Level.E
 
 
 def startup_delay(just_booted: bool, sched: ScheduleSection, rng: random.Random | None = None) -> float:
-    """Random seconds to hold back the first heartbeat after a system boot (else 0)."""
+    """Random seconds to hold back, after a system boot, everything that reaches the upstream:
+    the first heartbeat, the outbox backlog and a catch-up self-test (else 0)."""
     if not just_booted or sched.startup_jitter <= 0:
         return 0.0
     return (rng or random.Random()).uniform(0.0, float(sched.startup_jitter))
+
+
+def hold_back(plan: Plan, not_before: dt.datetime) -> Plan:
+    """``plan`` moved to ``not_before`` if it was due earlier (a catch-up after a boot)."""
+    return plan if plan.at >= not_before else Plan(not_before, plan.trigger)
+
+
+def poll_interval(sched: ScheduleSection, heartbeat_interval: float) -> float:
+    """Seconds between status rounds: ``status_poll``, but never more often than needed
+    (a round every heartbeat anyway) and never below one second."""
+    return max(1.0, min(float(sched.status_poll), float(heartbeat_interval)))
 
 
 # -- state in the state dir ---------------------------------------------------------------

@@ -21,6 +21,7 @@ import email.utils
 import enum
 import logging
 import os
+import random
 import stat
 import threading
 from collections.abc import Mapping
@@ -129,6 +130,7 @@ class Upstream:
     stop: threading.Event = field(default_factory=threading.Event)
     env: Mapping[str, str] = field(default_factory=lambda: os.environ)
     waits: list[float] = field(default_factory=list)  # the waits slept in the last send()
+    rng: random.Random = field(default_factory=random.Random)  # the backoff's jitter
 
     def __post_init__(self) -> None:
         url = self.section.url
@@ -196,14 +198,13 @@ class Upstream:
 
         p = self.policy
         self.waits = []
-        backoff = tenacity.wait_random_exponential(multiplier=p.base, max=p.cap)  # full jitter, capped
         attempts = 0
 
         def wait(rs: tenacity.RetryCallState) -> float:
             last: SendResult = rs.outcome.result()  # type: ignore[union-attr]
             if last.retry_after is not None:
                 return min(last.retry_after, p.retry_after_cap)
-            return float(backoff(rs))
+            return full_jitter(self.rng, p.base, p.cap, rs.attempt_number)
 
         def attempt() -> SendResult:
             nonlocal attempts
@@ -226,6 +227,14 @@ class Upstream:
         result: SendResult = retrying(attempt)
         result.attempts = attempts
         return result
+
+
+def full_jitter(rng: random.Random, base: float, cap: float, failures: int) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**(failures-1))].
+
+    The exponent is clamped: a days-long outage counts thousands of failures, and 2.0**1024
+    would overflow a float."""
+    return rng.uniform(0.0, min(cap, base * 2.0 ** min(max(1, failures) - 1, 60)))
 
 
 def classify(status: int, reason: str, retry_after: str | None = None, location: str | None = None) -> SendResult:

@@ -1,8 +1,14 @@
-"""Configuration errors: one line each, naming the file, the key and the fix."""
+"""Configuration errors: one line each, naming the file, the key and the fix.
+
+The fixed phrases go through gettext (``_()`` with ``{name}`` placeholders for the file,
+key and value), so a zh-CN user reads Chinese sentences; in English the text is as it was.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+from posagent.i18n import _
 
 
 class ConfigError(Exception):
@@ -15,8 +21,9 @@ class ConfigError(Exception):
 
 def problem(file: str, key: str, what: str, fix: str = "") -> str:
     """Format one problem as ``FILE: KEY: WHAT; FIX``."""
-    line = f"{file}: {key}: {what}" if key else f"{file}: {what}"
-    return f"{line}; {fix}" if fix else line
+    line = _("{file}: {key}: {what}").format(file=file, key=key, what=what) if key else \
+        _("{file}: {what}").format(file=file, what=what)
+    return _("{problem}; {fix}").format(problem=line, fix=fix) if fix else line
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
@@ -26,5 +33,5 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     choices = sorted(choices)
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     if close:
-        return f"did you mean '{close[0]}'?"
-    return "valid: " + ", ".join(choices)
+        return _("did you mean '{choice}'?").format(choice=close[0])
+    return _("valid: {choices}").format(choices=", ".join(choices))

@@ -25,6 +25,7 @@ from posagent.config.model import (
     build,
 )
 from posagent.config.urls import parse_url
+from posagent.i18n import _
 
 DEFAULT_PATH = "/etc/posagent/posagent.toml"
 _SECTIONS = {"agent": AgentSection, "schedule": ScheduleSection, "upstream": UpstreamSection,
@@ -48,18 +49,18 @@ def load_config(path: str, *, state_dir_override: str | None = None) -> Config:
         with open(path, "rb") as fh:
             raw = tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError([problem(path, "", "config file not found",
-                                   "create it (see config/example.toml) or pass --config FILE")]) from None
+        raise ConfigError([problem(path, "", _("config file not found"),
+                                   _("create it (see config/example.toml) or pass --config FILE"))]) from None
     except PermissionError:
-        raise ConfigError([problem(path, "", "config file is not readable by this user",
-                                   "run as the posagent user or fix the file's permissions")]) from None
+        raise ConfigError([problem(path, "", _("config file is not readable by this user"),
+                                   _("run as the posagent user or fix the file's permissions"))]) from None
     except IsADirectoryError:
-        raise ConfigError([problem(path, "", "is a directory, not a config file", "pass a .toml file")]) from None
+        raise ConfigError([problem(path, "", _("is a directory, not a config file"), _("pass a .toml file"))]) from None
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError([problem(path, "", f"TOML syntax error: {e}",
-                                   "fix the line named (strings need quotes, tables [name])")]) from None
+        raise ConfigError([problem(path, "", _("TOML syntax error: {error}").format(error=e),
+                                   _("fix the line named (strings need quotes, tables [name])"))]) from None
     except UnicodeDecodeError:
-        raise ConfigError([problem(path, "", "file is not UTF-8 text", "save it as UTF-8")]) from None
+        raise ConfigError([problem(path, "", _("file is not UTF-8 text"), _("save it as UTF-8"))]) from None
     return validate(raw, path, state_dir_override=state_dir_override)
 
 
@@ -67,16 +68,16 @@ def validate(raw: dict[str, Any], path: str, *, state_dir_override: str | None =
     problems: list[str] = []
     for key in raw:
         if key not in _SECTIONS and key != "device":
-            problems.append(problem(path, key, "unknown section",
+            problems.append(problem(path, key, _("unknown section"),
                                     did_you_mean(key, [*_SECTIONS, "device"])))
     sections = {name: build(cls, raw.get(name), path, name, problems) for name, cls in _SECTIONS.items()}
     agent = sections["agent"]
     if isinstance(agent, AgentSection):
         if agent.language not in LANGUAGES:
-            problems.append(problem(path, "agent.language", f"'{agent.language}' is not a language",
-                                    "use auto, en or zh-CN"))
+            problems.append(problem(path, "agent.language", _("'{value}' is not a language").format(value=agent.language),
+                                    _("use auto, en or zh-CN")))
         if agent.heartbeat_interval < 1:
-            problems.append(problem(path, "agent.heartbeat_interval", "must be at least 1s", 'e.g. "60s"'))
+            problems.append(problem(path, "agent.heartbeat_interval", _("must be at least 1s"), _('e.g. "60s"')))
         changes: dict[str, Any] = {}
         if not agent.terminal_id:
             changes["terminal_id"] = socket.gethostname()
@@ -86,6 +87,10 @@ def validate(raw: dict[str, Any], path: str, *, state_dir_override: str | None =
             import dataclasses
 
             sections["agent"] = dataclasses.replace(agent, **changes)
+    sched = sections["schedule"]
+    if isinstance(sched, ScheduleSection) and sched.status_poll < 1:
+        problems.append(problem(path, "schedule.status_poll", _("must be at least 1s"),
+                                _("e.g. {example}").format(example='"10s"')))
     upstream = sections["upstream"]
     if isinstance(upstream, UpstreamSection) and upstream.url:
         _check_upstream(upstream, path, problems)
@@ -98,28 +103,28 @@ def validate(raw: dict[str, Any], path: str, *, state_dir_override: str | None =
 def _check_upstream(up: UpstreamSection, path: str, problems: list[str]) -> None:
     scheme = up.url.split(":", 1)[0].lower()
     if scheme not in ("http", "https"):
-        problems.append(problem(path, "upstream.url", f"'{up.url}' is not an http(s) URL",
-                                "write https://host/path"))
+        problems.append(problem(path, "upstream.url", _("'{value}' is not an http(s) URL").format(value=up.url),
+                                _("write https://host/path")))
     elif scheme == "http" and not up.allow_insecure_http:
-        problems.append(problem(path, "upstream.url", "plain http sends reports unencrypted",
-                                "use https, or set allow_insecure_http = true on a lab network"))
+        problems.append(problem(path, "upstream.url", _("plain http sends reports unencrypted"),
+                                _("use https, or set allow_insecure_http = true on a lab network")))
     if up.spool_max_mb <= 0:
-        problems.append(problem(path, "upstream.spool_max_mb", "must be positive", "e.g. 16"))
+        problems.append(problem(path, "upstream.spool_max_mb", _("must be positive"), _("e.g. {example}").format(example=16)))
 
 
 def _devices(raw: Any, path: str, problems: list[str]) -> list[DeviceConfig]:
     from posagent.drivers.registry import available_drivers, load_driver
 
     if not isinstance(raw, list):
-        problems.append(problem(path, "device", "devices are written as [[device]] tables",
-                                "use [[device]], not [device]"))
+        problems.append(problem(path, "device", _("devices are written as [[device]] tables"),
+                                _("use [[device]], not [device]")))
         return []
     out: list[DeviceConfig] = []
     seen: set[str] = set()
     for i, dev in enumerate(raw):
         where = f"device[{i}]"
         if not isinstance(dev, dict):
-            problems.append(problem(path, where, "expected a [[device]] table"))
+            problems.append(problem(path, where, _("expected a [[device]] table")))
             continue
         name = dev.get("name")
         if isinstance(name, str) and name:
@@ -127,45 +132,45 @@ def _devices(raw: Any, path: str, problems: list[str]) -> list[DeviceConfig]:
         n_before = len(problems)
         for key in dev:
             if key not in _DEVICE_KEYS:
-                problems.append(problem(path, f"{where}.{key}", "unknown key", did_you_mean(key, _DEVICE_KEYS)))
+                problems.append(problem(path, f"{where}.{key}", _("unknown key"), did_you_mean(key, _DEVICE_KEYS)))
         if not isinstance(name, str) or not name.strip():
-            problems.append(problem(path, f"{where}.name", "every device needs a name", 'add name = "receipt"'))
+            problems.append(problem(path, f"{where}.name", _("every device needs a name"), _('add name = "receipt"')))
         elif name in seen:
-            problems.append(problem(path, f"{where}.name", f"duplicate device name '{name}'",
-                                    "give each [[device]] its own name"))
+            problems.append(problem(path, f"{where}.name", _("duplicate device name '{name}'").format(name=name),
+                                    _("give each [[device]] its own name")))
         else:
             seen.add(name)
         driver_name = dev.get("driver")
         drivers = available_drivers()
         cls = None
         if not isinstance(driver_name, str) or not driver_name:
-            problems.append(problem(path, f"{where}.driver", "every device needs a driver",
-                                    "valid: " + ", ".join(sorted(drivers))))
+            problems.append(problem(path, f"{where}.driver", _("every device needs a driver"),
+                                    _("valid: {choices}").format(choices=", ".join(sorted(drivers)))))
         elif driver_name not in drivers:
-            problems.append(problem(path, f"{where}.driver", f"unknown driver '{driver_name}'",
+            problems.append(problem(path, f"{where}.driver", _("unknown driver '{name}'").format(name=driver_name),
                                     did_you_mean(driver_name, drivers)))
         else:
             try:
                 cls = load_driver(driver_name)
             except Exception as e:  # a broken installed driver is a config-time error too
-                problems.append(problem(path, f"{where}.driver", f"driver '{driver_name}' failed to load: {e}",
-                                        "reinstall posagent or remove this device"))
+                problems.append(problem(path, f"{where}.driver", _("driver '{name}' failed to load: {error}").format(name=driver_name, error=e),
+                                        _("reinstall posagent or remove this device")))
         url = None
         raw_url = dev.get("url")
         if raw_url is None:
             if cls is not None and cls.url_required:
-                problems.append(problem(path, f"{where}.url", "this driver needs a device URL",
-                                        f"e.g. url = \"{cls.url_example}\""))
+                problems.append(problem(path, f"{where}.url", _("this driver needs a device URL"),
+                                        _("e.g. url = \"{example}\"").format(example=cls.url_example)))
         elif not isinstance(raw_url, str):
-            problems.append(problem(path, f"{where}.url", "expected a string", 'e.g. "serial:///dev/ttyS0"'))
+            problems.append(problem(path, f"{where}.url", _("expected a string"), _('e.g. "serial:///dev/ttyS0"')))
         else:
             try:
                 url = parse_url(raw_url)
             except ValueError as e:
                 problems.append(problem(path, f"{where}.url", str(e)))
             if url is not None and cls is not None and url.scheme not in cls.schemes:
-                problems.append(problem(path, f"{where}.url", f"driver '{driver_name}' cannot use {url.scheme}: URLs",
-                                        "use " + ", ".join(cls.schemes)))
+                problems.append(problem(path, f"{where}.url", _("driver '{name}' cannot use {scheme}: URLs").format(name=driver_name, scheme=url.scheme),
+                                        _("use {choices}").format(choices=", ".join(cls.schemes))))
         options = None
         if cls is not None:
             options = build(cls.Options, dev.get("options"), path, f"{where}.options", problems)
@@ -179,7 +184,7 @@ def _devices(raw: Any, path: str, problems: list[str]) -> list[DeviceConfig]:
                 problems.append(problem(path, f"{where}.timeout", str(e)))
         enabled = dev.get("enabled", True)
         if not isinstance(enabled, bool):
-            problems.append(problem(path, f"{where}.enabled", "expected true or false"))
+            problems.append(problem(path, f"{where}.enabled", _("expected true or false")))
         if len(problems) == n_before and isinstance(name, str) and isinstance(driver_name, str):
             out.append(DeviceConfig(name=name, driver=driver_name, url=url, options=options,
                                     timeout=timeout, enabled=bool(enabled)))

@@ -24,6 +24,7 @@ from posagent.config.values import (
     parse_hour_range,
     parse_time_of_day,
 )
+from posagent.i18n import N_, _
 
 T = TypeVar("T")
 
@@ -45,6 +46,7 @@ class ScheduleSection:
     blackout_dates: list[dt.date] = field(default_factory=list)
     startup_jitter: Duration = Duration(60.0)
     event_dedupe: Duration = Duration(300.0)
+    status_poll: Duration = Duration(10.0)  # device status between heartbeats, for events; <= heartbeat_interval
 
 
 @dataclass(frozen=True)
@@ -108,13 +110,21 @@ def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         return _type_name(next(a for a in typing.get_args(tp) if a is not type(None)))
     if tp is Duration:
-        return 'a duration like "60s"'
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-             dt.time: 'a time like "03:00"', HourRange: 'a range like "08:00-22:00"',
-             dt.date: 'a date like "2027-02-06"'}
+        return _('a duration like "60s"')
     if typing.get_origin(tp) is list:
-        return "a list of " + _type_name(typing.get_args(tp)[0]).removeprefix("a ").removeprefix("an ")
-    return names.get(tp, getattr(tp, "__name__", str(tp)))
+        item = _type_name(typing.get_args(tp)[0]).removeprefix("a ").removeprefix("an ")
+        return _("a list of {item}").format(item=item)
+    name = _TYPE_NAMES.get(tp)
+    return _(name) if name else getattr(tp, "__name__", str(tp))
+
+
+_TYPE_NAMES: dict[Any, str] = {str: N_("a string"), int: N_("an integer"), float: N_("a number"),
+                               bool: N_("true or false"), dt.time: N_('a time like "03:00"'),
+                               HourRange: N_('a range like "08:00-22:00"'), dt.date: N_('a date like "2027-02-06"')}
+
+
+def _got(expected: str, value: Any) -> str:
+    return _("expected {expected}, got {value}").format(expected=expected, value=value)
 
 
 def convert_value(tp: Any, value: Any) -> Any:
@@ -125,32 +135,32 @@ def convert_value(tp: Any, value: Any) -> Any:
         return convert_value(args[0], value)
     if origin is list:
         if not isinstance(value, list):
-            raise ValueError(f"expected {_type_name(tp)}, got {type(value).__name__}")
+            raise ValueError(_got(_type_name(tp), type(value).__name__))
         (inner,) = typing.get_args(tp)
         return [convert_value(inner, v) for v in value]
     if tp in _SCALAR_PARSERS:
         return _SCALAR_PARSERS[tp](value)
     if tp is bool:
         if not isinstance(value, bool):
-            raise ValueError(f"expected true or false, got {value!r}")
+            raise ValueError(_got(_type_name(bool), repr(value)))
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected an integer, got {value!r}")
+            raise ValueError(_got(_type_name(int), repr(value)))
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"expected a number, got {value!r}")
+            raise ValueError(_got(_type_name(float), repr(value)))
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ValueError(f"expected a string, got {value!r}")
+            raise ValueError(_got(_type_name(str), repr(value)))
         return value
     if tp is dict or origin is dict:
         if not isinstance(value, dict):
-            raise ValueError(f"expected a table, got {value!r}")
+            raise ValueError(_got(_("a table"), repr(value)))
         return value
-    raise ValueError(f"unsupported option type {tp!r}")  # a driver bug, caught by tests
+    raise ValueError(_("unsupported option type {type}").format(type=repr(tp)))  # a driver bug, caught by tests
 
 
 def build(cls: type[T], raw: Any, file: str, keypath: str, problems: list[str]) -> T | None:
@@ -158,8 +168,8 @@ def build(cls: type[T], raw: Any, file: str, keypath: str, problems: list[str]) 
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        problems.append(problem(file, keypath, f"expected a table, got {type(raw).__name__}",
-                                f"write it as [{keypath}]"))
+        problems.append(problem(file, keypath, _got(_("a table"), type(raw).__name__),
+                                _("write it as [{table}]").format(table=keypath)))
         return None
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
@@ -168,19 +178,20 @@ def build(cls: type[T], raw: Any, file: str, keypath: str, problems: list[str]) 
     for key, value in raw.items():
         where = f"{keypath}.{key}" if keypath else key
         if key not in fields:
-            problems.append(problem(file, where, "unknown key", did_you_mean(key, fields.keys())))
+            problems.append(problem(file, where, _("unknown key"), did_you_mean(key, fields.keys())))
             ok = False
             continue
         try:
             kwargs[key] = convert_value(hints[key], value)
         except ValueError as e:
-            problems.append(problem(file, where, str(e), f"write {_type_name(hints[key])}"))
+            problems.append(problem(file, where, str(e), _("write {expected}").format(expected=_type_name(hints[key]))))
             ok = False
     for name, f in fields.items():
         if (name not in kwargs and f.default is dataclasses.MISSING
                 and f.default_factory is dataclasses.MISSING):
             problems.append(problem(file, f"{keypath}.{name}" if keypath else name,
-                                    "required key is missing", f"add {name} = {_type_name(hints[name])}"))
+                                    _("required key is missing"),
+                                    _("add {key} = {expected}").format(key=name, expected=_type_name(hints[name]))))
             ok = False
     if not ok:
         return None

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import NewType
 
+from posagent.i18n import _
+
 #: Seconds, written in config as "500ms", "60s", "30m", "2h", "1d" (or a bare number of seconds).
 Duration = NewType("Duration", float)
 
@@ -21,26 +23,27 @@ _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 def parse_duration(value: object) -> Duration:
     """'60s' -> 60.0; numbers are seconds."""
     if isinstance(value, bool):
-        raise ValueError("expected a duration like \"60s\" or \"30m\", got a boolean")
+        raise ValueError(_('expected a duration like "60s" or "30m", got {value}').format(value=_("a boolean")))
     if isinstance(value, int | float):
         if value < 0:
-            raise ValueError("a duration cannot be negative")
+            raise ValueError(_("a duration cannot be negative"))
         return Duration(float(value))
     if not isinstance(value, str):
-        raise ValueError(f"expected a duration like \"60s\" or \"30m\", got {type(value).__name__}")
+        raise ValueError(_('expected a duration like "60s" or "30m", got {value}').format(value=type(value).__name__))
     m = _DURATION.match(value)
     if not m:
-        raise ValueError(f"'{value}' is not a duration; write it like \"500ms\", \"60s\", \"30m\", \"2h\"")
+        raise ValueError(_("'{value}' is not a duration; write it like {examples}").format(
+            value=value, examples='"500ms", "60s", "30m", "2h"'))
     return Duration(float(m.group(1)) * _UNIT[m.group(2)])
 
 
 def parse_time_of_day(value: object) -> dt.time:
     """'03:00' -> time(3, 0)."""
     if not isinstance(value, str) or not re.fullmatch(r"\d{1,2}:\d{2}", value.strip()):
-        raise ValueError(f"expected a local time like \"03:00\", got {value!r}")
+        raise ValueError(_('expected a local time like "03:00", got {value}').format(value=repr(value)))
     h, m = (int(p) for p in value.strip().split(":"))
     if h > 23 or m > 59:
-        raise ValueError(f"'{value}' is not a valid time of day (00:00-23:59)")
+        raise ValueError(_("'{value}' is not a valid time of day (00:00-23:59)").format(value=value))
     return dt.time(h, m)
 
 
@@ -62,12 +65,16 @@ class HourRange:
 
 def parse_hour_range(value: object) -> HourRange:
     if not isinstance(value, str) or value.count("-") != 1:
-        raise ValueError(f"expected a range like \"08:00-22:00\", got {value!r}")
+        raise ValueError(_range_error(value))
     a, b = value.split("-")
     try:
         return HourRange(parse_time_of_day(a), parse_time_of_day(b))
     except ValueError:
-        raise ValueError(f"expected a range like \"08:00-22:00\", got {value!r}") from None
+        raise ValueError(_range_error(value)) from None
+
+
+def _range_error(value: object) -> str:
+    return _('expected a range like "08:00-22:00", got {value}').format(value=repr(value))
 
 
 def parse_date(value: object) -> dt.date:
@@ -78,4 +85,4 @@ def parse_date(value: object) -> dt.date:
             return dt.date.fromisoformat(value.strip())
         except ValueError:
             pass
-    raise ValueError(f"expected a date like \"2027-02-06\", got {value!r}")
+    raise ValueError(_('expected a date like "2027-02-06", got {value}').format(value=repr(value)))

@@ -144,6 +144,19 @@ class DriverEnv:
         return None
 
 
+class Missing(str):
+    """What ``check_environment()`` returns when a package is missing: the English sentence
+    (it is a str), plus ``package`` and ``install`` for messages in other languages."""
+
+    package: str
+    install: str
+
+    def __new__(cls, package: str, install: str, sentence: str = "") -> Missing:
+        self = super().__new__(cls, sentence or f"{package} is not installed ({install})")
+        self.package, self.install = package, install
+        return self
+
+
 @dataclass(frozen=True)
 class _Empty:
     pass

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 from posagent.config.urls import DeviceURL, parse_url
 from posagent.config.values import Duration
 from posagent.drivers import frames
-from posagent.drivers.base import Check, CheckContext, Driver, Level, Result, Status
+from posagent.drivers.base import Check, CheckContext, Driver, Level, Missing, Result, Status
 from posagent.drivers.errors import DeviceError, DeviceIOError, DeviceNotFound, DeviceTimeout
 from posagent.drivers.frames import FrameProfile
 from posagent.drivers.transport import ByteStream, open_stream
@@ -125,7 +125,8 @@ class CardReaderDriver(Driver):
     url_example = "serial:///dev/ttyUSB0?baudrate=9600"
     Options = CardReaderOptions
     hints: ClassVar[dict[str, str]] = {
-        "READER_NO_RESPONSE": N_("Check the reader's serial cable and power, and the baud rate in the config."),
+        "READER_NO_RESPONSE": N_("Check the reader's cable and power, then power-cycle the reader (unplug it and "
+                                 "plug it in again); check the baud rate in the config."),
         "READER_NAK": N_("The reader rejects every command: set the profile option to the reader's make "
                          "(idtech, star, generic-len)."),
         "READER_BAD_CHECKSUM": N_("Frames arrive corrupted: check the baud rate and parity, reseat or replace the "
@@ -137,11 +138,13 @@ class CardReaderDriver(Driver):
         "READER_NOT_PRESENT": N_("Plug the reader in (USB or serial adapter) and check the URL in the config."),
         "READER_NO_KERNEL_DRIVER": N_("No kernel driver is bound: replug the reader; check that usbhid is loaded."),
         "READER_LOOPBACK_ERRORS": N_("Bytes came back wrong through the loopback plug: the port or cable is faulty."),
-        "READER_TRACK_ERROR": N_("Swipe again steadily; clean the read head with a cleaning card; try another "
-                                 "card; replace the reader if it persists."),
-        "READER_SWIPE_LUHN": N_("The card's number fails its check digit: use a known good test card."),
-        "READER_NO_SWIPE": N_("No swipe arrived: swipe within the time limit; if you did, the reader or its "
-                              "cable is faulty."),
+        "READER_TRACK_ERROR": N_("Check the card's stripe (scratched, dirty, demagnetised?) and swipe again "
+                                 "steadily; clean the read head with a cleaning card; try another card; replace "
+                                 "the reader if it persists."),
+        "READER_SWIPE_LUHN": N_("The card's number fails its check digit: use a known good test card; if every "
+                                "card fails, check the card's stripe and clean the read head."),
+        "READER_NO_SWIPE": N_("No swipe arrived: swipe within the time limit, stripe towards the read head; if you "
+                              "did, clean the head and check the reader's cable."),
         "READER_SWIPE_SKIPPED": N_("Run the interactive self-test at the terminal with a test card."),
         "READER_SWIPE_UNSUPPORTED": N_("Set the wedge option to the reader's keyboard device (evdev URL)."),
     }
@@ -160,8 +163,8 @@ class CardReaderDriver(Driver):
     def check_environment(self) -> str | None:
         import importlib.util
 
-        needs = {"usb": ("usb", "pyusb is not installed (pip install pyusb; apt-get install libusb-1.0-0)"),
-                 "evdev": ("evdev", "python-evdev is not installed (pip install evdev)")}
+        needs = {"usb": ("usb", Missing("pyusb", "pip install pyusb; apt-get install libusb-1.0-0")),
+                 "evdev": ("evdev", Missing("python-evdev", "pip install evdev"))}
         scheme = "evdev" if self.options.wedge.startswith("evdev:") else self._url.scheme
         for name in {self._url.scheme, scheme}:
             if name in needs and importlib.util.find_spec(needs[name][0]) is None:
@@ -184,7 +187,7 @@ class CardReaderDriver(Driver):
             else:
                 self._stream = open_stream(url)
         except DeviceNotFound as e:
-            raise DeviceNotFound(str(e), code="READER_NOT_PRESENT") from None
+            raise DeviceNotFound(str(e), code="READER_NOT_PRESENT", measurements=e.measurements) from None
         return self._stream
 
     def _open_sim(self, url: DeviceURL) -> ByteStream:
@@ -280,7 +283,7 @@ class CardReaderDriver(Driver):
         except DeviceError as e:
             self._reset()
             status = Status.parse(e.status) if e.status in ("ok", "warn", "fail", "unknown") else Status.UNKNOWN
-            return Result(status, e.code, f"{command} command: {e}", measurements={"profile": p.name})
+            return Result(status, e.code, f"{command} command: {e}", measurements={**e.measurements, "profile": p.name})
         m: dict[str, Any] = {"reply_ms": round((time.perf_counter() - t0) * 1000, 2), "tries": ex.tries,
                              "naks": ex.naks, "profile": p.name}
         if command == "echo":
@@ -365,7 +368,8 @@ class CardReaderDriver(Driver):
         ident = f"{vid:04x}:{pid:04x}"
         usb_dev = usbio.find_device(vid, pid)
         if usb_dev is None:
-            return Result.unknown("READER_NOT_PRESENT", f"USB reader {ident} is not connected")
+            return Result.unknown("READER_NOT_PRESENT", f"USB reader {ident} is not connected",
+                                  measurements={"usb_id": ident, "reason": "not_connected"})
         info = usbio.describe(usb_dev, self.options.interface)
         name = " ".join(str(info[k]) for k in ("manufacturer", "product") if info.get(k)) or "USB reader"
         bound = info.get("kernel_driver_bound")

@@ -7,9 +7,15 @@
     └── DeviceIOError           the link broke mid-exchange (EIO, EOF, reset)
 
 Messages must never carry card data: drivers on the card path pass masked values only.
+
+``measurements`` are the facts behind the message (``path``, ``host``/``port``, ``reason``
+as a short stable token, ...); the runner copies them into the result, so a table in
+another language can say the same thing (selftest/messages.py) without the English text.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class DeviceError(Exception):
@@ -18,12 +24,14 @@ class DeviceError(Exception):
     code = "DEVICE_ERROR"
     status = "unknown"
 
-    def __init__(self, message: str, *, code: str | None = None, status: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, status: str | None = None,
+                 measurements: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
         if status is not None:
             self.status = status
+        self.measurements: dict[str, Any] = dict(measurements or {})
 
 
 class DeviceNotFound(DeviceError):

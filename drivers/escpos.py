@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from posagent.config.values import Duration
-from posagent.drivers.base import Check, CheckContext, Driver, Level, Measurements, Result, Status
+from posagent.drivers.base import Check, CheckContext, Driver, Level, Measurements, Missing, Result, Status
 from posagent.drivers.errors import DeviceError, DeviceIOError, DeviceNotFound, DeviceTimeout, ProtocolError
 from posagent.drivers.escpos_counters import Counters, CounterStore, counter_path, ribbon_grade
 from posagent.drivers.escpos_slip import Job, SlipInfo, compose_lines, compose_slip
@@ -112,27 +112,32 @@ class EscposDriver(Driver):
     support = "beta"
     Options = EscposOptions
     hints: ClassVar[dict[str, str]] = {
-        "PRINTER_NOT_CONNECTED": N_("Check the printer's data cable and power, and the port in the config."),
+        "PRINTER_NOT_CONNECTED": N_("Reseat the printer's data cable and power cable, check that the printer is "
+                                    "switched on, and check the port in the config."),
         "PRINTER_NO_RESPONSE": N_("Check the data cable and the printer's power; power-cycle the printer."),
         "PRINTER_PROTOCOL_ERROR": N_("The printer answered nonsense: check the baud rate in the config and the cable."),
         "PRINTER_OFFLINE": N_("Press the printer's online/feed button or power-cycle it; check for a paper jam."),
         "PRINTER_COVER_OPEN": N_("Close the printer cover firmly until it clicks."),
-        "PAPER_END": N_("Load a new paper roll and close the cover."),
-        "PAPER_NEAR_END": N_("The paper roll is nearly used up: have a new roll ready."),
+        "PAPER_END": N_("Load a new paper roll of the right width and close the cover."),
+        "PAPER_NEAR_END": N_("The paper roll is nearly used up: have a new roll of the right width ready."),
         "CUTTER_ERROR": N_("Open the cover, clear the paper jam at the cutter, close the cover."),
-        "PRINTER_MECHANICAL_ERROR": N_("Open the cover, free the print head carriage, then power-cycle the printer."),
+        "PRINTER_MECHANICAL_ERROR": N_("Open the cover, clear any paper jam and free the print head carriage, then "
+                                       "power-cycle the printer."),
         "PRINTER_UNRECOVERABLE_ERROR": N_("Power-cycle the printer; if the error stays, send it for service."),
         "PRINTER_OVERHEAT": N_("The print head is hot: let the printer cool down; it recovers by itself."),
-        "RIBBON_WORN": N_("Replace the ribbon, then run: posagent printer ribbon-changed NAME"),
+        "RIBBON_WORN": N_("Check that the ribbon lever is closed and the ribbon advances while printing (print "
+                          "turns faint when it does not); replace the ribbon, then run: posagent printer "
+                          "ribbon-changed NAME"),
         "SLIP_INTERRUPTED": N_("The link dropped while printing: reseat the data cable, then print the test again."),
         "SLIP_NOT_CONFIRMED": N_("The printer did not finish the test slip: check the paper path and the slip."),
         "SLIP_FAILED": N_("The test slip could not be composed: reinstall posagent (python-escpos)."),
     }
 
     #: Message templates per code, for tables in other languages (selftest/messages.py).
-    messages: ClassVar[dict[str, str]] = {
+    messages: ClassVar[dict[str, str | tuple[str, ...]]] = {
         "PRINTER_OK": N_("Printer ready: paper ok, cover closed"),
-        "PRINTER_NOT_CONNECTED": N_("Printer not connected: {detail}"),
+        "PRINTER_NOT_CONNECTED": (N_("Printer not connected: {where} {reason}"), N_("Printer not connected: {reason}"),
+                                  N_("Printer not connected: {detail}")),
         "PRINTER_NO_RESPONSE": N_("The printer does not answer"),
         "PRINTER_PROTOCOL_ERROR": N_("The printer's answer makes no sense (garbled)"),
         "PRINTER_OFFLINE": N_("Printer offline"),
@@ -150,7 +155,8 @@ class EscposDriver(Driver):
         "SLIP_OK": N_("Test slip printed; printer ready"),
         "SLIP_INTERRUPTED": N_("The link to the printer broke during the test slip"),
         "SLIP_NOT_CONFIRMED": N_("The printer did not confirm the end of the test slip"),
-        "SLIP_FAILED": N_("The test slip could not be composed: {detail}"),
+        "SLIP_FAILED": (N_("The test slip could not be composed: the Python module {package} is missing"),
+                        N_("The test slip could not be composed: {detail}")),
     }
 
     def __init__(self, device: Any, env: Any) -> None:
@@ -164,7 +170,7 @@ class EscposDriver(Driver):
     def check_environment(self) -> str | None:
         url = self.device.url
         if url is not None and url.scheme == "usb" and importlib.util.find_spec("usb") is None:
-            return "pyusb is not installed (pip install pyusb; apt-get install libusb-1.0-0)"
+            return Missing("pyusb", "pip install pyusb; apt-get install libusb-1.0-0")
         return None
 
     # -- the link ----------------------------------------------------------------
@@ -174,7 +180,8 @@ class EscposDriver(Driver):
     def _open(self) -> Any:
         url = self.device.url
         if url is None:
-            raise DeviceNotFound(f"{self._where()}: no URL configured", code="PRINTER_NOT_CONNECTED")
+            raise DeviceNotFound(f"{self._where()}: no URL configured", code="PRINTER_NOT_CONNECTED",
+                                 measurements={"reason": "no_url"})
         try:
             if url.scheme == "usb":
                 from posagent.drivers.usbio import UsbStream
@@ -184,7 +191,8 @@ class EscposDriver(Driver):
 
             return open_stream(url, timeout=self.options.connect_timeout)
         except (DeviceNotFound, DeviceTimeout, DeviceIOError) as e:
-            raise DeviceNotFound(f"{self._where()} not connected: {e}", code="PRINTER_NOT_CONNECTED") from e
+            raise DeviceNotFound(f"{self._where()} not connected: {e}", code="PRINTER_NOT_CONNECTED",
+                                 measurements=e.measurements) from e
 
     def _drop_stream(self) -> None:
         stream, self._stream = self._stream, None
@@ -208,7 +216,8 @@ class EscposDriver(Driver):
                 except DeviceIOError as e:
                     self._drop_stream()
                     if fresh or attempt == 2 or not retry:
-                        raise DeviceIOError(f"{self._where()}: link lost ({e})", code="PRINTER_NOT_CONNECTED") from e
+                        raise DeviceIOError(f"{self._where()}: link lost ({e})", code="PRINTER_NOT_CONNECTED",
+                                            measurements=e.measurements) from e
                     log.info("%s: reopening after %s", self._where(), e)
             raise AssertionError("unreachable")
 
@@ -284,7 +293,7 @@ class EscposDriver(Driver):
             status = Status.UNKNOWN
         code = e.code
         counters = self._read_counters()
-        m: Measurements = {}
+        m: Measurements = dict(e.measurements)  # the facts: path/host, reason
         ribbon = self._ribbon(counters, m)
         return Result(status, code, str(e), measurements=m, fields=self._fields(None, counters, ribbon))
 
@@ -495,7 +504,8 @@ class EscposDriver(Driver):
             job = compose_slip(info, columns=o.line_columns, qr=o.slip_qr and not o.impact,
                                feed_lines=o.feed_lines, cut=o.cut)
         except ImportError as e:
-            return Result.unknown("SLIP_FAILED", f"cannot compose the test slip: {e}")
+            return Result.unknown("SLIP_FAILED", f"cannot compose the test slip: {e}",
+                                  measurements={"package": e.name} if e.name else {})
         margin = 4 * o.reply_timeout + 0.2  # keep time for the status read after the job
         deadline = min(time.monotonic() + o.job_timeout, ctx.deadline - margin)
         t0 = time.perf_counter()

@@ -127,8 +127,10 @@ class EventReader:
             return []
         except OSError as e:
             if e.errno in (errno.ENODEV, errno.EIO, errno.EBADF):
-                raise DeviceIOError(f"input device went away ({os.strerror(e.errno)})") from None
-            raise DeviceIOError(f"reading the input device failed: {os.strerror(e.errno or 0)}") from None
+                raise DeviceIOError(f"input device went away ({os.strerror(e.errno)})",
+                                    measurements={"reason": "gone"}) from None
+            raise DeviceIOError(f"reading the input device failed: {os.strerror(e.errno or 0)}",
+                                measurements={"reason": "read_failed"}) from None
         if n == 0:
             raise EOFError("input closed")
         self._have += n
@@ -189,22 +191,26 @@ class EvdevDevice:
         try:
             caps = self._dev.capabilities(verbose=False, absinfo=False)
         except OSError as e:
-            raise DeviceIOError(f"{self.path}: cannot read capabilities ({e.strerror or e})") from None
+            raise DeviceIOError(f"{self.path}: cannot read capabilities ({e.strerror or e})",
+                                measurements={"path": self.path, "reason": "read_failed"}) from None
         return {int(c) for c in caps.get(EV_KEY, [])}
 
     def active_keys(self) -> set[int]:
         try:
             return {int(c) for c in self._dev.active_keys()}
         except OSError as e:
-            raise DeviceIOError(f"{self.path}: device stopped answering ({e.strerror or e})") from None
+            raise DeviceIOError(f"{self.path}: device stopped answering ({e.strerror or e})",
+                                measurements={"path": self.path, "reason": "no_answer"}) from None
 
     def grab(self) -> None:
         try:
             self._dev.grab()
         except OSError as e:
             if e.errno == errno.EBUSY:
-                raise DeviceError(f"{self.path} is grabbed by another program", code="KEYPAD_BUSY") from None
-            raise DeviceIOError(f"{self.path}: grab failed ({e.strerror or e})") from None
+                raise DeviceError(f"{self.path} is grabbed by another program", code="KEYPAD_BUSY",
+                                  measurements={"path": self.path}) from None
+            raise DeviceIOError(f"{self.path}: grab failed ({e.strerror or e})",
+                                measurements={"path": self.path, "reason": "grab_failed"}) from None
         self._grabbed = True
 
     def ungrab(self) -> None:
@@ -234,12 +240,14 @@ def open_device(url: DeviceURL, not_found_code: str = "KEYPAD_NOT_PRESENT") -> K
         device = getattr(handle.sim, "device", None)
         if device is None:
             handle.stop()
-            raise DeviceError(f"sim://{url.host} is not an input device", code="CONFIG_URL_UNSUPPORTED")
+            raise DeviceError(f"sim://{url.host} is not an input device", code="CONFIG_URL_UNSUPPORTED",
+                              measurements={"scheme": f"sim://{url.host}"})
         return device(handle)  # type: ignore[no-any-return]
     try:
         import evdev
     except ImportError as e:
-        raise DeviceError(f"python-evdev is not installed ({e})", code="DRIVER_UNAVAILABLE") from None
+        raise DeviceError(f"python-evdev is not installed ({e})", code="DRIVER_UNAVAILABLE",
+                          measurements={"package": "python-evdev", "install": "pip install evdev"}) from None
     if url.path:
         return EvdevDevice(_input_device(evdev, url.path, not_found_code))
     wanted = str(url.params.get("name", ""))
@@ -263,7 +271,7 @@ def open_device(url: DeviceURL, not_found_code: str = "KEYPAD_NOT_PRESENT") -> K
             other.close()
     if chosen is None:
         raise DeviceNotFound(f"no input device named '{wanted}' among {len(paths)} readable device(s)",
-                             code=not_found_code)
+                             code=not_found_code, measurements={"input_name": wanted, "reason": "no_such_name"})
     return EvdevDevice(chosen)
 
 
@@ -271,12 +279,14 @@ def _input_device(evdev: Any, path: str, not_found_code: str) -> Any:
     try:
         return evdev.InputDevice(path)
     except FileNotFoundError:
-        raise DeviceNotFound(f"{path} does not exist (keypad unplugged?)", code=not_found_code) from None
+        raise DeviceNotFound(f"{path} does not exist (keypad unplugged?)", code=not_found_code,
+                             measurements={"path": path, "reason": "absent"}) from None
     except PermissionError:
         raise DeviceError(f"no access to {path} (add the posagent user to group input)",
-                          code="DEVICE_PERMISSION_DENIED") from None
+                          code="DEVICE_PERMISSION_DENIED", measurements={"path": path, "group": "input"}) from None
     except OSError as e:
-        raise DeviceIOError(f"cannot open {path}: {e.strerror or e}") from None
+        raise DeviceIOError(f"cannot open {path}: {e.strerror or e}",
+                            measurements={"path": path, "reason": "open_failed"}) from None
 
 
 # -- keyboard-wedge text (US layout) -------------------------------------------------

@@ -52,6 +52,7 @@ class HostDriver(Driver):
     def __init__(self, device: Any, env: Any) -> None:
         super().__init__(device, env)
         self._sim: Any = None
+        self._deadline = 0.0  # monotonic end of the current status() call's budget
 
     def _target(self) -> DeviceURL:
         url = self.device.url
@@ -78,7 +79,13 @@ class HostDriver(Driver):
                                measurements={"dns_ms": _ms(t0)}, fields={**fields, "latency_ms": None})
         m["dns_ms"] = _ms(t0)
         family, _, _, _, addr = infos[0]
-        times, last_error = self._connects(family, addr, opts)
+        # Stay inside the check's own time budget: a black-holed host must come back as
+        # HOST_UNREACHABLE from here, not be cut by the runner as a hung device. Connects get
+        # the budget's first half when an HTTP exchange follows, all of it otherwise.
+        budget = self.timeout * 0.9 - (time.perf_counter() - t0)
+        share = 0.5 if url.scheme in ("http", "https") else 1.0
+        self._deadline = time.monotonic() + budget
+        times, last_error = self._connects(family, addr, opts, time.monotonic() + budget * share)
         m["loss_pct"] = round(100.0 * (opts.tries - len(times)) / opts.tries, 1)
         if not times:
             return Result.fail("HOST_UNREACHABLE",
@@ -94,18 +101,25 @@ class HostDriver(Driver):
                 return bad
         return self._grade(host, port, latency, m, fields, opts)
 
-    def _connects(self, family: int, addr: Any, opts: HostOptions) -> tuple[list[float], str]:
+    def _remaining(self, cap: float) -> float:
+        return max(0.05, min(cap, self._deadline - time.monotonic()))
+
+    def _connects(self, family: int, addr: Any, opts: HostOptions, until: float) -> tuple[list[float], str]:
         times: list[float] = []
         last_error = ""
-        for _ in range(opts.tries):
+        for i in range(opts.tries):
+            wait = min(opts.connect_timeout, (until - time.monotonic()) / (opts.tries - i))
+            if wait < 0.05:
+                last_error = last_error or "no time left in the check's budget"
+                break
             s = socket.socket(family, socket.SOCK_STREAM)
-            s.settimeout(opts.connect_timeout)
+            s.settimeout(wait)
             t0 = time.perf_counter()
             try:
                 s.connect(addr)
                 times.append(_ms(t0))
             except TimeoutError:
-                last_error = f"no answer within {opts.connect_timeout:g} s"
+                last_error = f"no answer within {wait:.3g} s"
             except OSError as e:
                 last_error = (e.strerror or str(e)).lower()
             finally:
@@ -124,7 +138,7 @@ class HostDriver(Driver):
             t0 = time.perf_counter()
             try:
                 with socket.socket(family, socket.SOCK_STREAM) as raw:
-                    raw.settimeout(opts.connect_timeout)
+                    raw.settimeout(self._remaining(opts.connect_timeout))
                     raw.connect(addr)
                     with ctx.wrap_socket(raw, server_hostname=host) as tls:
                         m["tls_version"] = tls.version()
@@ -143,7 +157,7 @@ class HostDriver(Driver):
         # certificate settings costs ~50 ms per client. The client is built (and httpcore
         # imported, ~60 ms the first time) before the clock starts: http_ms is the request.
         client = httpx.Client(verify=ctx if ctx is not None else False, trust_env=False,
-                              timeout=opts.connect_timeout + opts.warn_http_ms / 1000.0)
+                              timeout=self._remaining(opts.connect_timeout + opts.warn_http_ms / 1000.0))
         t0 = time.perf_counter()
         try:
             with client:
@@ -151,6 +165,7 @@ class HostDriver(Driver):
         except httpx.TimeoutException:
             return Result.fail("HOST_TIMEOUT", f"{host} accepted the connection but sent no HTTP reply in time")
         except httpx.HTTPError as e:
+            m["exception"] = type(e).__name__  # the fact behind the message, for other languages
             return Result.fail("HOST_HTTP_ERROR", f"HTTP request to {host} failed: {e or type(e).__name__}")
         m["http_ms"] = _ms(t0)
         m["http_status"] = resp.status_code

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from posagent.config.values import Duration
-from posagent.drivers.base import Check, CheckContext, Driver, Level, Result, Status
+from posagent.drivers.base import Check, CheckContext, Driver, Level, Missing, Result, Status
 from posagent.drivers.errors import DeviceIOError
 from posagent.drivers.evdev_io import EventReader, KeyDevice, key_name, open_device
 from posagent.drivers.keyscan import DEFAULT_KEYS, KeySpec, ScanOutcome, ScanState, parse_keys, run_scan
@@ -94,7 +94,7 @@ class KeypadDriver(Driver):
             try:
                 import evdev  # noqa: F401
             except ImportError:
-                return "python-evdev is not installed (pip install evdev)"
+                return Missing("python-evdev", "pip install evdev")
         return None
 
     # -- device ----------------------------------------------------------------

@@ -25,7 +25,7 @@ from posagent.drivers import megatec_proto as mp
 from posagent.drivers.base import Check, CheckContext, Driver, Level, Result
 from posagent.drivers.errors import DeviceError, DeviceIOError, DeviceTimeout, ProtocolError
 from posagent.drivers.transport import ByteStream, open_stream
-from posagent.drivers.ups_common import HINTS, UpsReading, grade
+from posagent.drivers.ups_common import HINTS, UpsReading, grade, quiet_reason
 
 TEST_SECONDS = 10.0  # the length of the Megatec T test
 _POLL_GAP = 0.5  # pause between Q1 polls during a test: a read with this deadline
@@ -175,9 +175,11 @@ class MegatecDriver(Driver):
         return out
 
     def battery_test(self, ctx: CheckContext) -> Result:
-        refusal = self.env.quiet_time_refusal(self.options.business_hours, dt.datetime.now())
+        now = dt.datetime.now()
+        refusal = self.env.quiet_time_refusal(self.options.business_hours, now)
         if refusal:
-            return Result.ok("UPS_TEST_SKIPPED", f"battery test not run: {refusal}")
+            return Result.ok("UPS_TEST_SKIPPED", f"battery test not run: {refusal}",
+                             measurements={"reason": quiet_reason(self.env, self.options.business_hours, now)})
         with self._lock:
             before = self.status()
             # Never on a low battery, on battery, or a UPS in trouble: the result says why.

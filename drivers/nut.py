@@ -33,7 +33,8 @@ from typing import Any
 from posagent.config.values import Duration, HourRange
 from posagent.drivers.base import Check, CheckContext, Driver, Level, Measurements, Result
 from posagent.drivers.errors import DeviceError
-from posagent.drivers.ups_common import HINTS, UpsReading, grade, parse_number
+from posagent.drivers.transport import connect_reason
+from posagent.drivers.ups_common import HINTS, UpsReading, grade, parse_number, quiet_reason
 
 MAX_LINE = 8192
 MAX_LIST = 5000
@@ -44,8 +45,9 @@ _AUTH = ("ACCESS-DENIED", "USERNAME-REQUIRED", "PASSWORD-REQUIRED", "INVALID-PAS
 class NutError(DeviceError):
     """upsd answered ``ERR <token>``."""
 
-    def __init__(self, token: str, message: str, code: str) -> None:
-        super().__init__(message, code=code, status="unknown")
+    def __init__(self, token: str, message: str, code: str, measurements: dict[str, Any] | None = None) -> None:
+        super().__init__(message, code=code, status="unknown", measurements={**(measurements or {}),
+                                                                             "nut_error": token})
         self.token = token
 
 
@@ -93,6 +95,7 @@ class UpsdClient:
     def __init__(self, host: str, port: int, timeout: float) -> None:
         self.host, self.port, self.timeout = host, port, timeout
         self.where = f"upsd at {host}:{port}"
+        self.facts: dict[str, Any] = {"host": host, "port": port}
         self._sock: socket.socket | None = None
         self._buf = bytearray()
 
@@ -101,11 +104,16 @@ class UpsdClient:
             self._sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         except ConnectionRefusedError:
             raise DeviceError(f"{self.where} refused the connection (upsd not running or not listening there)",
-                              code="UPSD_UNREACHABLE") from None
+                              code="UPSD_UNREACHABLE", measurements=self._facts("refused")) from None
         except TimeoutError:
-            raise DeviceError(f"{self.where}: no answer within {self.timeout:g} s", code="UPSD_UNREACHABLE") from None
+            raise DeviceError(f"{self.where}: no answer within {self.timeout:g} s", code="UPSD_UNREACHABLE",
+                              measurements=self._facts("timeout")) from None
         except OSError as e:
-            raise DeviceError(f"{self.where}: {e.strerror or e}", code="UPSD_UNREACHABLE") from None
+            raise DeviceError(f"{self.where}: {e.strerror or e}", code="UPSD_UNREACHABLE",
+                              measurements=self._facts(connect_reason(e))) from None
+
+    def _facts(self, reason: str) -> dict[str, Any]:
+        return {**self.facts, "reason": reason}
 
     def close(self) -> None:
         if self._sock is not None:
@@ -123,9 +131,10 @@ class UpsdClient:
             return fn(*args)
         except TimeoutError:
             raise DeviceError(f"{self.where} stopped answering (no reply within {self.timeout:g} s)",
-                              code="UPSD_UNREACHABLE") from None
+                              code="UPSD_UNREACHABLE", measurements=self._facts("no_answer")) from None
         except (OSError, ssl.SSLError) as e:
-            raise DeviceError(f"{self.where}: connection lost ({e})", code="UPSD_UNREACHABLE") from None
+            raise DeviceError(f"{self.where}: connection lost ({e})", code="UPSD_UNREACHABLE",
+                              measurements=self._facts("link_lost")) from None
 
     def send(self, line: str) -> None:
         assert self._sock is not None
@@ -139,10 +148,11 @@ class UpsdClient:
                 raise DeviceError(f"{self.where} sent a line longer than {MAX_LINE} bytes", code="UPS_PROTOCOL_ERROR")
             if time.monotonic() > deadline:
                 raise DeviceError(f"{self.where} sent no complete line within {self.timeout:g} s",
-                                  code="UPSD_UNREACHABLE")
+                                  code="UPSD_UNREACHABLE", measurements=self._facts("no_answer"))
             chunk = self._io(self._sock.recv, 4096)
             if not chunk:
-                raise DeviceError(f"{self.where} closed the connection", code="UPSD_UNREACHABLE")
+                raise DeviceError(f"{self.where} closed the connection", code="UPSD_UNREACHABLE",
+                                  measurements=self._facts("closed"))
             self._buf += chunk
         line, _, rest = bytes(self._buf).partition(b"\n")
         self._buf = bytearray(rest)
@@ -163,7 +173,7 @@ class UpsdClient:
                 "CMD-NOT-SUPPORTED": "UPS_TEST_NOT_SUPPORTED"}.get(token, "UPS_PROTOCOL_ERROR")
         if token in _AUTH:
             code = "UPS_ACCESS_DENIED"
-        return NutError(token, f"{self.where} answered {reply.strip()} to {what}", code)
+        return NutError(token, f"{self.where} answered {reply.strip()} to {what}", code, self.facts)
 
     # -- commands ----------------------------------------------------------------
     def list(self, query: str) -> list[list[str]]:
@@ -204,7 +214,8 @@ class UpsdClient:
         except NutError as e:
             if e.token.startswith("FEATURE-NOT"):
                 raise DeviceError(f"{self.where} has no TLS ({e.token}): configure CERTFILE in upsd.conf "
-                                  "or set starttls = false", code="UPSD_TLS_UNAVAILABLE") from None
+                                  "or set starttls = false", code="UPSD_TLS_UNAVAILABLE",
+                                  measurements={**self._facts("no_tls"), "nut_error": e.token}) from None
             raise
         if not reply.startswith("OK"):
             raise DeviceError(f"{self.where} answered {reply!r} to STARTTLS", code="UPS_PROTOCOL_ERROR")
@@ -216,7 +227,8 @@ class UpsdClient:
         try:
             self._sock = ctx.wrap_socket(self._sock, server_hostname=self.host)
         except (ssl.SSLError, OSError) as e:
-            raise DeviceError(f"{self.where}: TLS handshake failed: {e}", code="UPSD_TLS_UNAVAILABLE") from None
+            raise DeviceError(f"{self.where}: TLS handshake failed: {e}", code="UPSD_TLS_UNAVAILABLE",
+                              measurements=self._facts("tls_failed")) from None
 
     def authenticate(self, user: str, password: str | None, login_ups: str | None) -> None:
         self.command(f"USERNAME {quote(user)}", "USERNAME")
@@ -309,19 +321,25 @@ class NutDriver(Driver):
                 raise self._unknown_ups(client) from None
             if e.token == "DATA-STALE":
                 raise NutError(e.token, f"{client.where}: the data of UPS '{self.ups}' is stale, its driver "
-                               "stopped updating (ERR DATA-STALE)", e.code) from None
+                               "stopped updating (ERR DATA-STALE)", e.code,
+                               {**client.facts, "ups": self.ups}) from None
             if e.token == "DRIVER-NOT-CONNECTED":
                 raise NutError(e.token, f"{client.where} runs, but the driver of UPS '{self.ups}' is not "
-                               "connected (ERR DRIVER-NOT-CONNECTED)", e.code) from None
+                               "connected (ERR DRIVER-NOT-CONNECTED)", e.code,
+                               {**client.facts, "ups": self.ups}) from None
             raise
 
     def _unknown_ups(self, client: UpsdClient) -> DeviceError:
+        facts: dict[str, Any] = {**client.facts, "ups": self.ups, "nut_error": "UNKNOWN-UPS"}
         try:
-            names = ", ".join(sorted(client.list_ups())) or "none"
+            known = sorted(client.list_ups())
+            names = ", ".join(known) or "none"
+            if known:
+                facts["ups_names"] = names
         except DeviceError:
             names = "unknown"
         return DeviceError(f"{client.where} has no UPS named '{self.ups}' (ERR UNKNOWN-UPS; it has: {names})",
-                           code="UPS_UNKNOWN_NAME")
+                           code="UPS_UNKNOWN_NAME", measurements=facts)
 
     def status(self) -> Result:
         client = self._connect(login=True)
@@ -341,16 +359,18 @@ class NutDriver(Driver):
 
     def battery_test(self, ctx: CheckContext) -> Result:
         opts: NutOptions = self.options
-        refusal = self.env.quiet_time_refusal(opts.business_hours, dt.datetime.now())
+        now = dt.datetime.now()
+        refusal = self.env.quiet_time_refusal(opts.business_hours, now)
         if refusal:
-            return Result.ok("UPS_TEST_SKIPPED", f"battery test not run: {refusal}")
+            return Result.ok("UPS_TEST_SKIPPED", f"battery test not run: {refusal}",
+                             measurements={"reason": quiet_reason(self.env, opts.business_hours, now)})
         before = self.status()
         if before.code not in ("UPS_OK", "UPS_REPLACE_BATTERY"):
             before.message = "battery test not run: " + before.message
             return before
         if not self.device.url or not self.device.url.username:
             return Result.unknown("UPS_ACCESS_DENIED", "battery test needs a user with 'instcmds' in upsd.users: "
-                                  "put user:password in the device URL")
+                                  "put user:password in the device URL", measurements={"reason": "no_user"})
         client = self._connect(login=False)
         try:
             tokens = client.get_var(self.ups, "ups.status").split()

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from posagent.config.values import Duration
-from posagent.drivers.base import Check, CheckContext, Driver, Level, Result
+from posagent.drivers.base import Check, CheckContext, Driver, Level, Missing, Result
 from posagent.drivers.errors import DeviceError
 from posagent.drivers.pcsc_proto import (
     E_READER_UNAVAILABLE,
@@ -105,7 +105,8 @@ class PcscDriver(Driver):
         try:
             import_scard()
         except DeviceError as e:
-            return str(e)
+            package, install = e.measurements.get("package"), e.measurements.get("install")
+            return Missing(package, install, str(e)) if package and install else str(e)
         return None
 
     def checks(self) -> list[Check]:
@@ -126,22 +127,31 @@ class PcscDriver(Driver):
             return reader, None
         want = f"no reader named '{self.prefix}...'" if self.prefix else "no reader"
         seen = f"pcscd lists: {', '.join(names)}" if names else "pcscd lists no reader"
-        return None, Result.unknown("READER_NOT_PRESENT", f"{want} ({seen})", fields={"reader_present": False})
+        facts: dict[str, Any] = {"reason": "no_match" if names else "no_reader"}
+        if self.prefix:
+            facts["reader"] = self.prefix
+        if names:
+            facts["readers"] = ", ".join(names)
+        return None, Result.unknown("READER_NOT_PRESENT", f"{want} ({seen})", fields={"reader_present": False},
+                                    measurements=facts)
 
     def _status(self, pc: Session) -> tuple[Result, str | None, int]:
         """(result, reader name, event state)."""
         reader, missing = self._reader(pc)
         if reader is None or missing is not None:
-            return missing or Result.unknown("READER_NOT_PRESENT", "no reader"), None, 0
+            return missing or Result.unknown("READER_NOT_PRESENT", "no reader",
+                                             measurements={"reason": "no_reader"}), None, 0
         got = pc.state(reader)  # an UNAWARE query returns at once
         if got is None:
-            raise DeviceError(f"pcscd did not report the state of reader '{reader}'", code="PCSC_ERROR")
+            raise DeviceError(f"pcscd did not report the state of reader '{reader}'", code="PCSC_ERROR",
+                              measurements={"reader": reader, "reason": "no_state"})
         event, atr = got
         fields: dict[str, Any] = {"reader": reader, "reader_present": True}
         state = card_state(event)
         if state in ("unavailable", "unknown"):
             return Result.unknown("READER_NOT_PRESENT", f"pcscd lists reader '{reader}' but cannot use it "
-                                  f"(state 0x{event & 0xFFFF:04X})", fields={**fields, "reader_present": False}), \
+                                  f"(state 0x{event & 0xFFFF:04X})", fields={**fields, "reader_present": False},
+                                  measurements={"reason": "unusable"}), \
                 reader, event
         fields.update(self._attributes(pc, reader))
         fields["card_present"] = state != "absent"
@@ -202,7 +212,7 @@ class PcscDriver(Driver):
             if card_state(event) in ("present", "mute"):
                 return event
             if card_state(event) == "unavailable":
-                pc.check(E_READER_UNAVAILABLE, f"reader '{reader}' went away")
+                pc.check(E_READER_UNAVAILABLE, f"reader '{reader}' went away", reader)
         return None
 
     def _exchange(self, pc: Session, reader: str, fields: dict[str, Any]) -> Result:
@@ -213,7 +223,7 @@ class PcscDriver(Driver):
         try:
             m: dict[str, Any] = {"connect_ms": round((time.perf_counter() - t0) * 1000.0, 2)}
             hr, _name, _state, _proto, atr = pc.call("SCardStatus", handle)
-            pc.check(hr, f"cannot read the card's state in reader '{reader}'")
+            pc.check(hr, f"cannot read the card's state in reader '{reader}'", reader)
             if not atr:
                 return Result.fail("CARD_MUTE", f"the card in reader '{reader}' gave no ATR", fields=fields,
                                    measurements=m)

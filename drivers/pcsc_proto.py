@@ -148,8 +148,11 @@ def import_scard() -> Any:
     try:
         from smartcard import scard
     except ImportError as e:
-        raise DeviceError(NOT_INSTALLED if getattr(e, "name", "") in ("smartcard", "smartcard.scard")
-                          else f"pyscard cannot load its PC/SC library: {e}", code="DRIVER_UNAVAILABLE") from e
+        if getattr(e, "name", "") in ("smartcard", "smartcard.scard"):
+            raise DeviceError(NOT_INSTALLED, code="DRIVER_UNAVAILABLE", measurements={
+                "package": "pyscard", "install": "pip install 'posagent[pcsc]'"}) from e
+        raise DeviceError(f"pyscard cannot load its PC/SC library: {e}", code="DRIVER_UNAVAILABLE",
+                          measurements={"package": "libpcsclite1", "install": "apt-get install libpcsclite1"}) from e
     return scard
 
 
@@ -189,7 +192,8 @@ class Session:
         try:
             return getattr(self.scard, fn)(*args)
         except Exception as e:  # pyscard raises SystemError/TypeError/its own errors
-            raise DeviceError(f"PC/SC call {fn} failed: {type(e).__name__}: {e}", code="PCSC_ERROR") from e
+            raise DeviceError(f"PC/SC call {fn} failed: {type(e).__name__}: {e}", code="PCSC_ERROR",
+                              measurements={"pcsc_call": fn, "exception": type(e).__name__}) from e
 
     def explain(self, hr: int) -> str:
         try:
@@ -198,14 +202,19 @@ class Session:
             text = "PC/SC error"
         return f"{text} (0x{hr & 0xFFFFFFFF:08X})"
 
-    def check(self, hr: int, what: str) -> None:
+    def check(self, hr: int, what: str, reader: str = "") -> None:
         hr &= 0xFFFFFFFF
         if hr == 0:
             return
         code, status = _CODE_OF_HR.get(hr, ("PCSC_ERROR", "unknown"))
         if code == "PCSC_NO_SERVICE":
             what = "pcscd is not running or its socket is unreachable"
-        raise DeviceError(f"{what}: {self.explain(hr)}", code=code, status=status)
+        facts: dict[str, Any] = {"pcsc_code": f"0x{hr:08X}"}
+        if reader:
+            facts["reader"] = reader
+        if code == "READER_NOT_PRESENT":
+            facts["reason"] = "unusable"
+        raise DeviceError(f"{what}: {self.explain(hr)}", code=code, status=status, measurements=facts)
 
     def readers(self) -> list[str]:
         hr, names = self.call("SCardListReaders", self.ctx, [])
@@ -219,14 +228,14 @@ class Session:
         hr, states = self.call("SCardGetStatusChange", self.ctx, timeout_ms, [(reader, current)])
         if hr & 0xFFFFFFFF == E_TIMEOUT:
             return None
-        self.check(hr, f"cannot read the state of reader '{reader}'")
+        self.check(hr, f"cannot read the state of reader '{reader}'", reader)
         _name, event, atr = states[0]
         return int(event), list(atr)
 
     def attributes(self, reader: str) -> dict[str, str]:
         """vendor / model / firmware where the reader driver reports them; {} if it cannot say."""
         hr, handle, _proto = self.call("SCardConnect", self.ctx, reader, SHARE_DIRECT, 0)
-        self.check(hr, f"cannot open reader '{reader}'")
+        self.check(hr, f"cannot open reader '{reader}'", reader)
         out: dict[str, str] = {}
         try:
             for key, tag, fmt in (("vendor", ATTR_VENDOR_NAME, attr_text), ("model", ATTR_VENDOR_IFD_TYPE, attr_text),
@@ -248,7 +257,7 @@ class Session:
     def connect_card(self, reader: str) -> tuple[Any, int]:
         """A shared connection to the card (pcscd powers it and negotiates T=0/T=1)."""
         hr, handle, proto = self.call("SCardConnect", self.ctx, reader, SHARE_SHARED, PROTOCOL_T0 | PROTOCOL_T1)
-        self.check(hr, f"cannot connect to the card in reader '{reader}'")
+        self.check(hr, f"cannot connect to the card in reader '{reader}'", reader)
         return handle, int(proto)
 
     def select_sw(self, handle: Any, proto: int, aid: bytes) -> int | None:

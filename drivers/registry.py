@@ -27,7 +27,12 @@ class DriverInfo:
 
 
 class DriverLoadError(Exception):
-    pass
+    """A driver cannot be loaded; ``reason`` is a stable token (not_installed, import_failed,
+    not_a_driver, name_mismatch) for messages in other languages."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @functools.cache
@@ -47,15 +52,16 @@ def available_drivers() -> list[str]:
 def load_driver(name: str) -> type[Driver]:
     ep = _entry_points().get(name)
     if ep is None:
-        raise DriverLoadError(f"no driver named '{name}' is installed")
+        raise DriverLoadError(f"no driver named '{name}' is installed", "not_installed")
     try:
         obj = ep.load()
     except ImportError as e:
-        raise DriverLoadError(f"cannot import {ep.value}: {e}") from e
+        raise DriverLoadError(f"cannot import {ep.value}: {e}", "import_failed") from e
     if not (isinstance(obj, type) and issubclass(obj, Driver)):
-        raise DriverLoadError(f"{ep.value} is not a posagent Driver class")
+        raise DriverLoadError(f"{ep.value} is not a posagent Driver class", "not_a_driver")
     if obj.name != name:
-        raise DriverLoadError(f"{ep.value} calls itself '{obj.name}' but is registered as '{name}'")
+        raise DriverLoadError(f"{ep.value} calls itself '{obj.name}' but is registered as '{name}'",
+                              "name_mismatch")
     return obj
 
 

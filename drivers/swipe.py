@@ -79,9 +79,11 @@ def wait_serial_swipe(stream: ByteStream, p: FrameProfile, buf: bytearray, limit
         except BlockingIOError:
             continue
         except OSError as e:
-            raise DeviceIOError(f"{stream.name}: link lost during the swipe ({os.strerror(e.errno or 0)})") from None
+            raise DeviceIOError(f"{stream.name}: link lost during the swipe ({os.strerror(e.errno or 0)})",
+                                measurements={**stream.where, "reason": "link_lost"}) from None
         if not got:
-            raise DeviceIOError(f"{stream.name}: connection closed during the swipe")
+            raise DeviceIOError(f"{stream.name}: connection closed during the swipe",
+                                measurements={**stream.where, "reason": "closed"})
         n += got
         last = time.monotonic()
     return SwipeRead(n, p.swipe_framed, wait_ms=round((time.monotonic() - t0) * 1000, 1))

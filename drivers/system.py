@@ -117,7 +117,8 @@ class SystemDriver(Driver):
         measurements: Measurements = {k: v for k, v in s.items() if isinstance(v, int | float)}
         fields = {"uptime_s": s["uptime_s"], "disk_free_pct": free_pct, "clock": s["clock"]}
         if not findings:
-            msg = f"disk {free_pct:g} % free, memory {s['memory_used_pct']:g} % used"
+            disk = f"disk {free_pct:g} % free" if free_pct is not None else "disk size not reported"
+            msg = f"{disk}, memory {s['memory_used_pct']:g} % used"
             if temp is not None:
                 msg += f", CPU {temp:g} °C"
             return Result.ok("SYSTEM_OK", msg, measurements=measurements, fields=fields)

@@ -29,9 +29,11 @@ _POLL_ERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
 class ByteStream:
     """A bidirectional byte stream over one non-blocking file descriptor."""
 
-    def __init__(self, fd: int, name: str, owner: Any = None) -> None:
+    def __init__(self, fd: int, name: str, owner: Any = None, where: dict[str, Any] | None = None) -> None:
         self.fd = fd
         self.name = name
+        #: Where the stream goes, as facts for results: {"path": ...} or {"host": ..., "port": ...}.
+        self.where: dict[str, Any] = dict(where or {})
         self._owner = owner  # pyserial Serial / socket / SimHandle kept alive and closed with us
         self._buf = bytearray()
         self._poll = select.poll()
@@ -54,7 +56,8 @@ class ByteStream:
                 self._wait(select.POLLOUT, deadline, "to accept data")
                 continue
             except OSError as e:
-                raise DeviceIOError(f"{self.name}: write failed: {os.strerror(e.errno or 0)}") from e
+                raise DeviceIOError(f"{self.name}: write failed: {os.strerror(e.errno or 0)}",
+                                    measurements=self._facts("write_failed")) from e
             view = view[n:]
             self.bytes_out += n
 
@@ -93,7 +96,8 @@ class ByteStream:
                 del buf[:end]
                 return out
             if len(buf) >= max_bytes:
-                raise DeviceIOError(f"{self.name}: no terminator {terminator!r} in {len(buf)} bytes")
+                raise DeviceIOError(f"{self.name}: no terminator {terminator!r} in {len(buf)} bytes",
+                                    measurements=self._facts("overlong_reply"))
             start = max(0, len(buf) - len(terminator) + 1)
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self._poll.poll(math.ceil(remaining * 1000)):
@@ -127,9 +131,10 @@ class ByteStream:
             return b""
         except OSError as e:
             # EIO: the other end of a pty or a USB-serial adapter went away.
-            raise DeviceIOError(f"{self.name}: link lost ({os.strerror(e.errno or 0)})") from e
+            raise DeviceIOError(f"{self.name}: link lost ({os.strerror(e.errno or 0)})",
+                                measurements=self._facts("link_lost")) from e
         if not chunk:
-            raise DeviceIOError(f"{self.name}: connection closed by the device")
+            raise DeviceIOError(f"{self.name}: connection closed by the device", measurements=self._facts("closed"))
         self.bytes_in += len(chunk)
         return chunk
 
@@ -139,6 +144,9 @@ class ByteStream:
         remaining = deadline - time.monotonic()
         if remaining <= 0 or not p.poll(math.ceil(remaining * 1000)):
             raise DeviceTimeout(f"{self.name}: device did not become ready {what}")
+
+    def _facts(self, reason: str) -> dict[str, Any]:
+        return {**self.where, "reason": reason}
 
     def close(self) -> None:
         if self._closed:
@@ -174,29 +182,50 @@ def open_serial(url: DeviceURL, defaults: dict[str, Any] | None = None) -> ByteS
     except serial.SerialException as e:
         err = getattr(e, "errno", None)
         if err == errno.ENOENT or "No such file" in str(e):
-            raise DeviceNotFound(f"{url.path} does not exist (cable or adapter unplugged?)") from e
+            raise DeviceNotFound(f"{url.path} does not exist (cable or adapter unplugged?)",
+                                 measurements={"path": url.path, "reason": "absent"}) from e
         if err == errno.EACCES or "Permission denied" in str(e):
             raise DeviceError(f"no access to {url.path} (add the posagent user to group dialout)",
-                              code="DEVICE_PERMISSION_DENIED") from e
-        raise DeviceIOError(f"cannot open {url.path}: {e}") from e
+                              code="DEVICE_PERMISSION_DENIED",
+                              measurements={"path": url.path, "group": "dialout"}) from e
+        raise DeviceIOError(f"cannot open {url.path}: {e}",
+                            measurements={"path": url.path, "reason": "open_failed"}) from e
     except (ValueError, OSError) as e:
-        raise DeviceIOError(f"cannot open {url.path}: {e}") from e
-    return ByteStream(port.fileno(), url.path, owner=port)
+        raise DeviceIOError(f"cannot open {url.path}: {e}",
+                            measurements={"path": url.path, "reason": "open_failed"}) from e
+    return ByteStream(port.fileno(), url.path, owner=port, where={"path": url.path})
 
 
 def open_tcp(url: DeviceURL, timeout: float = 3.0) -> ByteStream:
     assert url.port is not None
+    where: dict[str, Any] = {"host": url.host, "port": url.port}
     try:
         sock = socket.create_connection((url.host, url.port), timeout=timeout)
     except TimeoutError as e:
-        raise DeviceTimeout(f"{url.host}:{url.port}: no TCP answer within {timeout:.3g} s") from e
+        raise DeviceTimeout(f"{url.host}:{url.port}: no TCP answer within {timeout:.3g} s",
+                            measurements={**where, "reason": "timeout"}) from e
     except ConnectionRefusedError as e:
-        raise DeviceNotFound(f"{url.host}:{url.port} refused the connection (device off or port wrong)") from e
+        raise DeviceNotFound(f"{url.host}:{url.port} refused the connection (device off or port wrong)",
+                             measurements={**where, "reason": "refused"}) from e
     except OSError as e:
-        raise DeviceNotFound(f"{url.host}:{url.port}: {e.strerror or e}") from e
+        raise DeviceNotFound(f"{url.host}:{url.port}: {e.strerror or e}",
+                             measurements={**where, "reason": connect_reason(e)}) from e
     sock.setblocking(False)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return ByteStream(sock.fileno(), f"{url.host}:{url.port}", owner=sock)
+    return ByteStream(sock.fileno(), f"{url.host}:{url.port}", owner=sock, where=where)
+
+
+def connect_reason(e: OSError) -> str:
+    """A failed connect as a stable token: dns, unreachable, refused, timeout or connect_failed."""
+    if isinstance(e, socket.gaierror):
+        return "dns"
+    if isinstance(e, ConnectionRefusedError):
+        return "refused"
+    if isinstance(e, TimeoutError):
+        return "timeout"
+    if e.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN):
+        return "unreachable"
+    return "connect_failed"
 
 
 def open_stream(url: DeviceURL | str, *, serial_defaults: dict[str, Any] | None = None,
@@ -220,4 +249,5 @@ def open_stream(url: DeviceURL | str, *, serial_defaults: dict[str, Any] | None 
             raise
         stream.sim = handle
         return stream
-    raise DeviceError(f"{url.scheme}: URLs are not byte streams", code="CONFIG_URL_UNSUPPORTED")
+    raise DeviceError(f"{url.scheme}: URLs are not byte streams", code="CONFIG_URL_UNSUPPORTED",
+                      measurements={"scheme": url.scheme})

@@ -18,9 +18,11 @@ load_pct, ups_status, model.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
-from posagent.drivers.base import Measurements, Result, Status
+from posagent.config.values import HourRange
+from posagent.drivers.base import DriverEnv, Measurements, Result, Status
 from posagent.i18n import N_
 
 FIELD_NAMES = ("on_battery", "battery_charge_pct", "battery_runtime_s", "battery_low", "input_voltage_v",
@@ -30,8 +32,9 @@ _AFTER_POWER_CUT = "After a power cut wait at least a minute before powering the
 
 #: English remediation hints (msgids) of every UPS/battery code; each driver's ``hints``.
 HINTS: dict[str, str] = {
-    "UPS_ON_BATTERY": N_("Mains power is off at the UPS: check the wall socket, the circuit breaker and the UPS's "
-                         "input plug. Save work; the till runs on battery only for minutes. " + _AFTER_POWER_CUT),
+    "UPS_ON_BATTERY": N_("Mains power is off at the UPS: check the mains (circuit breaker, power in the shop), the "
+                         "wall socket and the UPS's input plug. Save work; the till runs on battery only for "
+                         "minutes. " + _AFTER_POWER_CUT),
     "UPS_BATTERY_LOW": N_("The battery is nearly empty: finish the sale and shut the box down now. If mains is on "
                           "and it stays low after a night of charging, replace the battery. " + _AFTER_POWER_CUT),
     "UPS_REPLACE_BATTERY": N_("The battery is worn out (aged): replace it; UPS batteries last about 3-5 years."),
@@ -193,3 +196,13 @@ def parse_number(text: str | None) -> int | float | None:
     if value != value or value in (float("inf"), float("-inf")):
         return None
     return value
+
+
+def quiet_reason(env: DriverEnv, override: HourRange | None, now: dt.datetime) -> str:
+    """Why ``env.quiet_time_refusal(override, now)`` refused, as a stable token (same order
+    of checks): no_business_hours, blackout_date or business_hours."""
+    if (override or env.business_hours) is None:
+        return "no_business_hours"
+    if now.date() in env.blackout_dates:
+        return "blackout_date"
+    return "business_hours"

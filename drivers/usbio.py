@@ -56,9 +56,11 @@ class UsbStream:
         vid, pid = int(url.params["vendor"]), int(url.params["product"])  # type: ignore[call-overload]
         dev = find_device(vid, pid)
         if dev is None:
-            raise DeviceNotFound(f"USB device {vid:04x}:{pid:04x} is not connected")
+            raise DeviceNotFound(f"USB device {vid:04x}:{pid:04x} is not connected",
+                                 measurements={"usb_id": f"{vid:04x}:{pid:04x}", "reason": "not_connected"})
         self.dev = dev
         self.name = f"usb {vid:04x}:{pid:04x}"
+        self.where: dict[str, Any] = {"usb_id": f"{vid:04x}:{pid:04x}"}
         intf_no = int(url.params.get("interface", 0))  # type: ignore[call-overload]
         try:
             if dev.is_kernel_driver_active(intf_no):
@@ -67,7 +69,8 @@ class UsbStream:
             intf = dev.get_active_configuration()[(intf_no, 0)]
         except (usb.core.USBError, NotImplementedError) as e:
             raise DeviceError(f"{self.name}: cannot claim interface {intf_no}: {e} "
-                              "(udev rule for the posagent group missing?)", code="DEVICE_PERMISSION_DENIED") from e
+                              "(udev rule for the posagent group missing?)", code="DEVICE_PERMISSION_DENIED",
+                              measurements=self.where) from e
 
         def pick(direction: int) -> int:
             ep = usb.util.find_descriptor(
@@ -75,7 +78,7 @@ class UsbStream:
                 and usb.util.endpoint_type(e.bmAttributes) == usb.util.ENDPOINT_TYPE_BULK)
             if ep is None:
                 raise DeviceError(f"{self.name}: no bulk endpoint found; set in_ep/out_ep in the URL",
-                                  code="USB_NO_ENDPOINT")
+                                  code="USB_NO_ENDPOINT", measurements=self.where)
             return int(ep.bEndpointAddress)
 
         self.out_ep = int(url.params["out_ep"]) if "out_ep" in url.params else pick(usb.util.ENDPOINT_OUT)  # type: ignore[call-overload]
@@ -88,9 +91,11 @@ class UsbStream:
         except self._usb_core.USBTimeoutError as e:
             raise DeviceTimeout(f"{self.name}: device did not accept data within {timeout:g} s") from e
         except self._usb_core.USBError as e:
-            raise DeviceIOError(f"{self.name}: write failed: {e}") from e
+            raise DeviceIOError(f"{self.name}: write failed: {e}",
+                                measurements={**self.where, "reason": "write_failed"}) from e
         if n != len(data):
-            raise DeviceIOError(f"{self.name}: wrote {n} of {len(data)} bytes")
+            raise DeviceIOError(f"{self.name}: wrote {n} of {len(data)} bytes",
+                                measurements={**self.where, "reason": "write_failed"})
 
     def _fill(self, deadline: float) -> None:
         remaining = deadline - time.monotonic()
@@ -101,7 +106,8 @@ class UsbStream:
         except self._usb_core.USBTimeoutError as e:
             raise DeviceTimeout(f"{self.name}: no reply within the deadline") from e
         except self._usb_core.USBError as e:
-            raise DeviceIOError(f"{self.name}: read failed: {e}") from e
+            raise DeviceIOError(f"{self.name}: read failed: {e}",
+                                measurements={**self.where, "reason": "read_failed"}) from e
 
     def read_exact(self, n: int, timeout: float) -> bytes:
         deadline = time.monotonic() + timeout
@@ -115,7 +121,8 @@ class UsbStream:
         deadline = time.monotonic() + timeout
         while terminator not in self._buf:
             if len(self._buf) >= max_bytes:
-                raise DeviceIOError(f"{self.name}: no terminator in {len(self._buf)} bytes")
+                raise DeviceIOError(f"{self.name}: no terminator in {len(self._buf)} bytes",
+                                    measurements={**self.where, "reason": "overlong_reply"})
             self._fill(deadline)
         end = self._buf.index(terminator) + len(terminator)
         out = bytes(self._buf[:end])

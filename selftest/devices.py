@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from posagent.config.model import Config, DeviceConfig
 from posagent.drivers.base import Driver, DriverEnv
@@ -24,6 +25,8 @@ class Broken:
     device: DeviceConfig
     code: str
     message: str
+    #: Facts for messages in other languages (``driver``, ``exception``, ``package`` ...).
+    measurements: dict[str, Any] = field(default_factory=dict)
 
 
 class DeviceSet:
@@ -53,18 +56,24 @@ class DeviceSet:
         try:
             cls = load_driver(dev.driver)
         except DriverLoadError as e:
-            return Broken(dev, "DRIVER_LOAD_FAILED", str(e))
+            return Broken(dev, "DRIVER_LOAD_FAILED", str(e),
+                          {"driver": dev.driver, **({"reason": e.reason} if e.reason else {})})
         try:
             driver = cls(dev, self.env)
         except Exception as e:
             log.error("driver %s for device %s failed to start: %s", dev.driver, dev.name, e, exc_info=True)
-            return Broken(dev, "DRIVER_ERROR", f"driver failed to start: {type(e).__name__}: {e}")
+            return Broken(dev, "DRIVER_ERROR", f"driver failed to start: {type(e).__name__}: {e}",
+                          {"exception": type(e).__name__})
+        facts: dict[str, Any] = {}
         try:
             missing = driver.check_environment()
         except Exception as e:
-            missing = f"environment check failed: {e}"
+            missing, facts = f"environment check failed: {e}", {"exception": type(e).__name__}
         if missing:
-            return Broken(dev, "DRIVER_UNAVAILABLE", missing)
+            # A Missing (drivers.base) names the package and how to install it.
+            facts.update({k: v for k, v in (("package", getattr(missing, "package", "")),
+                                            ("install", getattr(missing, "install", ""))) if v})
+            return Broken(dev, "DRIVER_UNAVAILABLE", str(missing), facts)
         return driver
 
     def poison(self, name: str) -> None:

@@ -20,14 +20,17 @@ HINTS: dict[str, str] = {
     "CONFIG_URL_UNSUPPORTED": N_("This driver cannot use that kind of URL: fix the device's url in the config."),
     "USB_UNAVAILABLE": N_("Install the USB library (apt-get install libusb-1.0-0), then run the test again."),
     "USB_NO_ENDPOINT": N_("The USB device is not the expected kind: check the vendor:product id in the config."),
-    "DEVICE_NOT_FOUND": N_("Check the device is plugged in and powered, and the config names the right port."),
+    "DEVICE_NOT_FOUND": N_("Reseat the device's data cable and power, check it is switched on, and that the "
+                           "config names the right port."),
     "DEVICE_NO_RESPONSE": N_("Check the data cable and the device's power; power-cycle the device."),
     "DEVICE_IO_ERROR": N_("The link dropped: reseat the cable or USB adapter, then run the test again."),
     "DEVICE_PERMISSION_DENIED": N_("Add the posagent user to the device's group (dialout, lp or input)."),
     "PROTOCOL_ERROR": N_("The device answered nonsense: check the baud rate in the config and the cable."),
     "HOST_DNS_FAILED": N_("Check the network cable and router, and the DNS server setting."),
-    "HOST_UNREACHABLE": N_("Check the network cable, the router and the firewall; the host may be down."),
-    "HOST_TLS_FAILED": N_("Check the system clock and the CA certificate; a proxy may be intercepting TLS."),
+    "HOST_UNREACHABLE": N_("Check the network cable, the router, the firewall and the DNS setting; the host may "
+                           "be down."),
+    "HOST_TLS_FAILED": N_("Check the system clock (wrong after a power cut: replace the RTC battery) and the CA "
+                          "certificate; a proxy may be intercepting TLS."),
     "HOST_TIMEOUT": N_("The host accepted the connection but did not answer: report it to the acquirer."),
     "HOST_HTTP_ERROR": N_("The host answered with an error: report it to the acquirer or fleet operator."),
     "HOST_SLOW": N_("The network is slow: check the router and other traffic on the line."),

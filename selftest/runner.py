@@ -108,9 +108,10 @@ def _from_exception(e: BaseException, what: str) -> Result:
             status = Status.parse(e.status)
         except KeyError:
             status = Status.UNKNOWN
-        return Result(status, e.code, str(e))
+        return Result(status, e.code, str(e), measurements=dict(getattr(e, "measurements", None) or {}))
     log.error("check %s raised %s: %s", what, type(e).__name__, e, exc_info=True)
-    return Result.unknown("DRIVER_ERROR", f"driver error: {type(e).__name__}: {e}")
+    return Result.unknown("DRIVER_ERROR", f"driver error: {type(e).__name__}: {e}",
+                          measurements={"exception": type(e).__name__})
 
 
 class Runner:
@@ -167,7 +168,8 @@ class Runner:
         for name in self.devices.names(only):  # one thread per device, all at once
             entry = self.devices.get(name)
             if isinstance(entry, Broken):
-                out[name] = (entry.device.driver, Result.unknown(entry.code, entry.message))
+                out[name] = (entry.device.driver, Result.unknown(entry.code, entry.message,
+                                                                 measurements=dict(entry.measurements)))
             else:
                 calls.append((name, entry, Call(entry.status, f"{name}.status"), entry.timeout))
         for name, driver, call, timeout in calls:
@@ -227,7 +229,7 @@ class Runner:
 
 def _broken(entry: Broken) -> Callable[[CheckContext], Result]:
     def run(ctx: CheckContext) -> Result:
-        return Result.unknown(entry.code, entry.message)
+        return Result.unknown(entry.code, entry.message, measurements=dict(entry.measurements))
 
     return run
 

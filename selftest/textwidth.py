@@ -18,23 +18,60 @@ def pad(text: str, cols: int) -> str:
     return text + " " * max(0, cols - width(text))
 
 
+#: Kinsoku (line-breaking rules of CJK text): characters a line may not start with
+#: (closing brackets and punctuation) and ones it may not end with (opening brackets).
+NO_LINE_START = frozenset("。，、；：？！）」』】〕》〉”’…‥・ー～%,.;:!?)]}")
+NO_LINE_END = frozenset("（「『【〔《〈“‘([{")
+
+
 def wrap(text: str, cols: int) -> list[str]:
-    """Wrap to ``cols`` display columns, at spaces where possible, anywhere in CJK text."""
+    """Wrap to ``cols`` display columns, at spaces where possible, anywhere in CJK text.
+
+    Kinsoku: no line starts with closing punctuation (``。``, ``，``, ``）``, ``：`` ...) and
+    none ends with an opening bracket; the character before the break moves down with it
+    instead (unless that would leave a line empty or overflow the next one)."""
     if cols <= 0:
         return [text]
     lines: list[str] = []
     for para in text.split("\n"):
-        line, line_w = "", 0
+        line: list[str] = []
+        line_w = 0
         for token in _tokens(para):
             tw = width(token)
-            if line_w + tw > cols and line.strip():
-                lines.append(line.rstrip())
-                line, line_w = ("", 0) if token == " " else (token, tw)
+            if line_w + tw > cols and "".join(line).strip():
+                if token == " ":
+                    lines.append("".join(line).rstrip())
+                    line, line_w = [], 0
+                    continue
+                carry = _kinsoku_carry(line, token, cols)
+                lines.append("".join(line).rstrip())
+                line = [*carry, token]
+                while line and line[0] == " ":
+                    line.pop(0)
+                line_w = sum(width(t) for t in line)
                 continue
-            line += token
+            line.append(token)
             line_w += tw
-        lines.append(line.rstrip())
+        lines.append("".join(line).rstrip())
     return lines or [""]
+
+
+def _kinsoku_carry(line: list[str], token: str, cols: int) -> list[str]:
+    """Tokens to take off the end of ``line`` (in place) so that neither the line ends with
+    an opening bracket nor the next line (carry + ``token``) starts with closing punctuation."""
+    carry: list[str] = []
+    carry_w = width(token)
+    for _ in range(len(line) - 1):  # bounded; the line keeps at least its first token
+        head = next((t for t in [*carry, token] if t.strip()), "")  # spaces are dropped at a break
+        last = line[-1]
+        # ASCII punctuation counts only standing alone (".toml" may start a line; ")" may not)
+        bad_start = head[:1] in NO_LINE_START and (not head[0].isascii() or all(c in NO_LINE_START for c in head))
+        bad_end = last.rstrip()[-1:] in NO_LINE_END
+        if not (bad_start or bad_end) or carry_w + width(last) > cols or not "".join(line[:-1]).strip():
+            break
+        carry.insert(0, line.pop())
+        carry_w += width(carry[0])
+    return carry
 
 
 def _tokens(text: str) -> list[str]:

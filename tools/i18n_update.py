@@ -88,10 +88,11 @@ def extract_file(path: Path) -> list[str]:
                     stmt.target if isinstance(stmt, ast.AnnAssign) else None
                 value = stmt.value if isinstance(stmt, ast.Assign | ast.AnnAssign) else None
                 if isinstance(target, ast.Name) and target.id in CATALOG_ATTRS and isinstance(value, ast.Dict):
-                    for v in value.values:
-                        text = _str_arg(v)
-                        if text:
-                            found.append((v.lineno, v.col_offset, text))
+                    for v in value.values:  # a text, or a tuple of texts (message templates)
+                        for item in (v.elts if isinstance(v, ast.Tuple) else [v]):
+                            text = _str_arg(item) if item is not None else None
+                            if text:
+                                found.append((item.lineno, item.col_offset, text))
     return [text for _l, _c, text in sorted(found) if text.strip()]
 
 
@@ -124,9 +125,10 @@ def _installed_texts() -> list[tuple[str, str]]:
         except DriverLoadError:
             continue
         for attr in sorted(CATALOG_ATTRS):
-            for text in (getattr(cls, attr, {}) or {}).values():
-                if isinstance(text, str) and text.strip():
-                    texts.append((f"driver {name}", text))
+            for value in (getattr(cls, attr, {}) or {}).values():
+                for text in (value if isinstance(value, tuple) else (value,)):
+                    if isinstance(text, str) and text.strip():
+                        texts.append((f"driver {name}", text))
     return texts
 
 

@@ -142,18 +142,20 @@ disk_fail_pct = 0.1
 
 def daemon_config(path: Path, terminal: str, url: str, *, heartbeat_interval: str | None = "1s",
                   schedule: Sequence[str] | None = (), upstream: Sequence[str] = (), sections: str = "",
-                  system: bool = True, devices: str = "") -> Path:
+                  system: bool = True, devices: str = "", check_timeout: str = "3s",
+                  startup_jitter: str = "0s") -> Path:
     """Write the config to ``path`` and return it. [agent]: ``terminal``, state_dir = ``state``
-    next to ``path``, check_timeout 3 s, ``heartbeat_interval`` (left out when None).
-    [schedule]: startup_jitter 0 s plus the ``schedule`` lines (no [schedule] when None).
+    next to ``path``, ``check_timeout``, ``heartbeat_interval`` (left out when None).
+    [schedule]: ``startup_jitter`` plus the ``schedule`` lines (no [schedule] when None).
     [upstream]: ``url`` over plain HTTP plus the ``upstream`` lines. Then ``sections`` (more
     tables) and the devices: the acquirer, the system unless ``system`` is False, ``devices``."""
-    agent = [f'terminal_id = "{terminal}"', f'state_dir = "{path.parent / "state"}"', 'check_timeout = "3s"']
+    agent = [f'terminal_id = "{terminal}"', f'state_dir = "{path.parent / "state"}"',
+             f'check_timeout = "{check_timeout}"']
     if heartbeat_interval is not None:
         agent.append(f'heartbeat_interval = "{heartbeat_interval}"')
     parts = ["[agent]", *agent, ""]
     if schedule is not None:
-        parts += ["[schedule]", 'startup_jitter = "0s"', *schedule, ""]
+        parts += ["[schedule]", f'startup_jitter = "{startup_jitter}"', *schedule, ""]
     parts += ["[upstream]", f'url = "{url}"', "allow_insecure_http = true", *upstream, "", sections,
               ACQUIRER, SYSTEM if system else "", devices]
     path.write_text("\n".join(parts), encoding="utf-8")

@@ -1,7 +1,8 @@
 """Delivery against a real HTTP collector on 127.0.0.1: headers, retries with backoff,
-Retry-After honoured and capped, 401 recorded once (no silent loop), 4xx rejected and
-recorded, newest heartbeat first then the backlog at a limited rate, outage and recovery,
-token file permissions, TLS verification with a private CA."""
+Retry-After honoured and capped, jittered waits (seeded), 401 logged once and counted (no
+silent loop, nothing lost), other 4xx rejected, recorded and counted, the newest heartbeat
+once then the backlog oldest first at a limited rate, outage and recovery, token file
+permissions, TLS verification with a private CA."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import itertools
 import json
 import logging
 import os
+import random
 import subprocess
 import threading
 import uuid
@@ -150,6 +152,95 @@ def test_401_is_one_request_and_one_clear_log_line(collector: Collector, outbox:
     assert state.last_error is not None and "401" in state.last_error
 
 
+def test_every_rejection_and_refusal_is_counted_logged_once_and_reported(collector: Collector, outbox: Outbox,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    from posagent.messages import agent_figures
+
+    collector.script(Reply(400), Reply(413), Reply(410), Reply(401), Reply(401))
+    events = [commit(outbox, "event") for _ in range(4)]
+    state = AgentState(started_at=dt.datetime.now().astimezone())
+    d = Delivery(outbox, Upstream(section(collector.url), policy=FAST, env={}), state,
+                 policy=DeliveryPolicy(refused_pause=600.0))
+    with caplog.at_level(logging.INFO, logger="posagent"):
+        for _ in range(5):
+            d.step()
+    assert [r.status for r in collector.received] == [400, 413, 410, 401, 401]  # none retried at once
+    stats = outbox.stats()
+    assert stats.rejected == 3 and stats.refused == 2
+    assert stats.backlog == 1 and outbox.pending_seqs() == [events[3]["seq"]]  # the 401 loses nothing
+    assert [row[:3] for row in outbox.rejected_rows()] == [(e["seq"], "event", st) for e, st in
+                                                           zip(events[:3], (400, 413, 410), strict=True)]
+    rejected_lines = [r.getMessage() for r in caplog.records if "rejected report" in r.getMessage()]
+    assert len(rejected_lines) == 3  # one line per rejected report, no more
+    assert all(f"seq {e['seq']}" in line for e, line in zip(events, rejected_lines, strict=False))
+    refused_lines = [r.getMessage() for r in caplog.records if "refused the agent" in r.getMessage()]
+    assert len(refused_lines) == 1 and "401" in refused_lines[0]  # said once, not on every try
+    # the next report carries the figures (and they validate against the shipped schemas)
+    figures = agent_figures(outbox.stats(), state)
+    assert figures["rejected"] == 3 and figures["refused"] == 2
+    assert figures["last_error"] is not None and "401" in figures["last_error"]
+
+
+def test_a_rejection_counts_even_when_the_report_left_the_outbox_meanwhile(collector: Collector,
+                                                                         outbox: Outbox) -> None:
+    """A `heartbeat --send` running beside the daemon may ack the same report first."""
+    from posagent.delivery import deliver
+
+    collector.script(Reply(422))
+    commit(outbox, "event")
+    pending = outbox.next_pending()
+    assert pending is not None
+    outbox.ack(pending.seq)  # the other writer delivered it
+    up = Upstream(section(collector.url), policy=FAST, env={})
+    assert deliver(outbox, up, pending).outcome is Outcome.REJECTED
+    up.close()
+    assert outbox.stats().rejected == 1
+    assert outbox.rejected_rows()[0][:3] == (pending.seq, "event", 422)
+
+
+def test_retry_waits_are_jittered_not_the_fixed_exponential_sequence(collector: Collector) -> None:
+    """tenacity's waits inside one send(): each in [0, min(cap, base * 2**n)], different from
+    one another and from the ceilings, and reproducible from the seed."""
+    policy = RetryPolicy(attempts=6, base=0.04, cap=0.3, retry_after_cap=5.0, budget=30.0)
+    ceilings = [min(policy.cap, policy.base * 2**n) for n in range(policy.attempts - 1)]
+
+    def waits(seed: int) -> list[float]:
+        collector.script(*[Reply(503)] * (policy.attempts - 1))
+        up = Upstream(section(collector.url), policy=policy, env={}, rng=random.Random(seed))
+        assert up.send(b"{}", f"k-jitter-{seed}").outcome is Outcome.DELIVERED
+        up.close()
+        return list(up.waits)
+
+    first = waits(11)
+    assert len(first) == policy.attempts - 1
+    assert all(0.0 <= w <= c for w, c in zip(first, ceilings, strict=True)), (first, ceilings)
+    assert first != ceilings and len(set(first)) == len(first)
+    assert first == waits(11)  # the seed decides: the same draws again
+    assert first != waits(12)
+
+
+def test_the_delivery_loop_backoff_is_jittered_too(outbox: Outbox) -> None:
+    down = Collector(port=free_port())  # never started: every send fails at once
+    policy = DeliveryPolicy(backoff_base=5.0, backoff_cap=300.0)
+    ceilings = [min(policy.backoff_cap, policy.backoff_base * 2**n) for n in range(8)]
+    commit(outbox, "heartbeat")
+
+    def waits(seed: int) -> list[float]:
+        up = Upstream(section(down.url), policy=RetryPolicy(attempts=1), env={})
+        d = Delivery(outbox, up, AgentState(started_at=dt.datetime.now().astimezone()), policy=policy,
+                     rng=random.Random(seed))
+        out = [d.step()[0] for _ in ceilings]
+        up.close()
+        return out
+
+    first = waits(3)
+    assert all(0.0 <= w <= c for w, c in zip(first, ceilings, strict=True)), (first, ceilings)
+    assert first != ceilings and len(set(first)) == len(first)
+    assert max(first[5:]) > 2 * policy.backoff_base  # it does grow: the ceiling doubles
+    assert first == waits(3) and first != waits(4)
+    assert outbox.stats().backlog == 1  # nothing lost meanwhile
+
+
 def test_other_4xx_is_recorded_and_not_retried(collector: Collector, outbox: Outbox) -> None:
     collector.script(Reply(422))
     first = commit(outbox, "event")
@@ -163,7 +254,8 @@ def test_other_4xx_is_recorded_and_not_retried(collector: Collector, outbox: Out
     assert outbox.rejected_rows()[0][:3] == (first["seq"], "event", 422)
 
 
-def test_newest_heartbeat_first_then_the_backlog_at_a_limited_rate(collector: Collector, outbox: Outbox) -> None:
+def test_newest_heartbeat_once_then_everything_oldest_first_at_a_limited_rate(collector: Collector,
+                                                                              outbox: Outbox) -> None:
     for kind in ("heartbeat", "event", "heartbeat", "selftest", "heartbeat"):
         commit(outbox, kind)
     rate = 10.0
@@ -175,9 +267,27 @@ def test_newest_heartbeat_first_then_the_backlog_at_a_limited_rate(collector: Co
         assert collector.wait_for(lambda r: len(r) >= 5, 10.0)
     finally:
         assert d.stop(5.0)
-    assert [r.json["seq"] for r in collector.received] == [5, 3, 1, 2, 4]
+    # the present first (seq 5), then the backlog in seq order, older heartbeats included
+    assert [r.json["seq"] for r in collector.received] == [5, 1, 2, 3, 4]
     gaps = [b.at - a.at for a, b in itertools.pairwise(collector.received)]
     assert min(gaps) >= 0.9 / rate, gaps
+
+
+def test_after_an_outage_the_newest_heartbeat_goes_first_again(collector: Collector, outbox: Outbox) -> None:
+    for kind in ("heartbeat", "event", "heartbeat"):
+        commit(outbox, kind)
+    d = Delivery(outbox, Upstream(section(collector.url), policy=RetryPolicy(attempts=1), env={}),
+                 AgentState(started_at=dt.datetime.now().astimezone()))
+    d.step()  # seq 3, the newest heartbeat
+    d.step()  # then the oldest: seq 1
+    collector.script(Reply(503))
+    commit(outbox, "heartbeat")  # seq 4, while the upstream fails
+    d.step()  # seq 2 fails
+    d.step()  # back: the present first (seq 4), then the rest of the backlog
+    d.step()
+    assert [(r.json["seq"], r.status) for r in collector.received] == [(3, 200), (1, 200), (2, 503), (4, 200),
+                                                                       (2, 200)]
+    assert outbox.stats().backlog == 0
 
 
 def test_outage_then_recovery_logs_once_and_delivers_everything(outbox: Outbox,

@@ -15,10 +15,14 @@ from tests.integration.collector import Collector
 from tests.integration.daemon_proc import daemon_config
 
 
-def config(tmp_path: Path, url: str, extra: str = "") -> Path:
+def config(tmp_path: Path, url: str, extra: str = "", sections: str = "") -> Path:
     """No heartbeat_interval, no [schedule]; ``extra`` is one more [upstream] line."""
     return daemon_config(tmp_path / "posagent.toml", "SIM-CLI", url, heartbeat_interval=None, schedule=None,
-                         upstream=[extra])
+                         upstream=[extra], sections=sections)
+
+
+def snapshot(state: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in state.iterdir()}
 
 
 def test_preview_prints_a_valid_heartbeat_and_writes_nothing(tmp_path: Path) -> None:
@@ -31,6 +35,62 @@ def test_preview_prints_a_valid_heartbeat_and_writes_nothing(tmp_path: Path) -> 
     assert not (tmp_path / "state" / "outbox.db").exists()
     r = run_cli("heartbeat", "--config", str(cfg))
     assert r.returncode == 0 and "preview, not sent" in r.stdout and "acquirer" in r.stdout
+
+
+def test_preview_shows_the_real_backlog_and_drops_read_only(tmp_path: Path) -> None:
+    from posagent.outbox import Outbox, Stats
+
+    state = tmp_path / "state"
+    box = Outbox(str(state), max_bytes=2500, max_age=10**9)
+
+    def fat(seq: int, stats: Stats) -> dict[str, object]:
+        return {"message_id": f"m-{seq}", "seq": seq, "pad": "x" * 1000}
+
+    for _ in range(4):
+        box.commit("heartbeat", fat)  # the bound keeps two: two dropped
+    box.commit("event", fat)  # and this one pushes out a third heartbeat
+    box.reject(5, 422, "HTTP 422")
+    expected = box.stats()
+    box.close()
+    before = snapshot(state)
+    cfg = config(tmp_path, "http://127.0.0.1:9/unused")
+    r = run_cli("heartbeat", "--json", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    message = json.loads(r.stdout)
+    assert Draft202012Validator(load_schema("heartbeat")).is_valid(message)
+    agent = message["agent"]
+    assert message["seq"] == expected.seq + 1 == 6
+    assert agent["outbox_backlog"] == expected.backlog >= 1
+    assert agent["dropped"]["heartbeat"] == expected.dropped["heartbeat"] >= 2
+    assert agent["dropped"]["total"] == expected.dropped_total and agent["rejected"] == 1
+    assert snapshot(state) == before  # not a byte written, no file created, no seq allocated
+    r = run_cli("heartbeat", "--config", str(cfg))
+    assert r.returncode == 0 and f"outbox: {expected.backlog} waiting, {expected.dropped_total} dropped" in r.stdout
+    assert snapshot(state) == before
+
+
+def test_send_and_run_once_write_the_prometheus_textfile(tmp_path: Path, collector: Collector) -> None:
+    prom = tmp_path / "textfile" / "posagent.prom"
+    prom.parent.mkdir()
+    cfg = config(tmp_path, collector.url, sections=f'[export]\nprometheus_textfile = "{prom}"\n')
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def families() -> dict[str, list[object]]:
+        text = prom.read_text(encoding="utf-8")
+        return {f.name: [s.labels.get("terminal_id") for s in f.samples]
+                for f in text_string_to_metric_families(text)}
+
+    r = run_cli("heartbeat", "--send", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert families()["posagent_status"] == ["SIM-CLI"]
+    prom.unlink()
+    r = run_cli("run", "--once", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert families()["posagent_status"] == ["SIM-CLI"]
+    before = (prom.read_bytes(), prom.stat().st_mtime_ns)
+    r = run_cli("heartbeat", "--json", "--config", str(cfg))  # a preview writes nothing, not even this
+    assert r.returncode == 0 and (prom.read_bytes(), prom.stat().st_mtime_ns) == before
+    assert [p.name for p in prom.parent.iterdir()] == ["posagent.prom"]
 
 
 def test_send_commits_and_delivers_now(tmp_path: Path, collector: Collector) -> None:

@@ -181,3 +181,29 @@ def test_runner_status_with_sim_host(tmp_path: Path) -> None:
                     device_entry("b", "host", "sim://host?status=500")) as devices:
         out = Runner(devices).status()
     assert out["a"][1].status == Status.OK and out["b"][1].code == "HOST_HTTP_ERROR"
+
+
+def test_black_holed_host_is_unreachable_within_the_check_budget(tmp_path: Path) -> None:
+    """A host that drops SYNs (a full accept queue stands in for a firewall) is graded
+    HOST_UNREACHABLE by the driver itself, inside the check's timeout, not cut as hung."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(8):  # fill the accept queue; later SYNs are dropped
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(("127.0.0.1", port))
+        fillers.append(c)
+    try:
+        dev = device_entry("acq", "host", f"tcp://127.0.0.1:{port}", {"tries": 3, "connect_timeout": "3s"},
+                           timeout="2s")
+        with device_set(tmp_path, dev) as devices:
+            _, r = Runner(devices).status()["acq"]
+        assert (r.status, r.code) == (Status.FAIL, "HOST_UNREACHABLE"), r.message
+        assert r.duration_ms < 2000
+    finally:
+        for c in fillers:
+            c.close()
+        listener.close()

@@ -75,6 +75,26 @@ def test_unit_has_what_the_design_asks() -> None:
     allowed = " ".join(keys["DeviceAllow"])
     for group in ("char-ttyS", "char-ttyUSB", "char-ttyACM", "char-usb_device", "char-input"):
         assert group in allowed
+    # char-ttyUSB is only allowed if usbserial is loaded before the unit starts
+    assert "modprobe@usbserial.service" in keys["Wants"] and "modprobe@usbserial.service" in keys["After"]
+    # the textfile dir the docs name, writable despite ProtectSystem=strict, ignored if absent
+    assert "-/var/lib/prometheus/node-exporter" in keys["ReadWritePaths"]
+
+
+def test_the_docs_and_the_example_config_agree_with_the_unit() -> None:
+    from posagent.config.loader import load_config
+
+    unit = unit_keys(UNIT.read_text(encoding="utf-8"))
+    example = load_config(str(REPO / "config" / "example.toml"))
+    docs = (REPO / "docs" / "daemon.md").read_text(encoding="utf-8")
+    textfile_dir = unit["ReadWritePaths"][0].lstrip("-")
+    assert textfile_dir in (REPO / "config" / "example.toml").read_text(encoding="utf-8")
+    assert textfile_dir in docs and "ReadWritePaths" in docs
+    assert example.schedule.status_poll > 0 and "status_poll" in docs
+    # the install steps end with the binary where ExecStart= looks for it, and never a bare system pip
+    exe = unit["ExecStart"][-1].split()[0]
+    assert exe in docs and "python3 -m venv" in docs
+    assert "`pip install .`" not in docs  # Debian 12's system pip refuses it (EXTERNALLY-MANAGED)
 
 
 def test_sysusers_and_tmpfiles_apply_to_a_scratch_root(tmp_path: Path) -> None:

@@ -80,20 +80,56 @@ def test_pragmas_wal_and_full_sync(tmp_path: Path) -> None:
     box.close()
 
 
-def test_delivery_order_newest_heartbeat_first_then_oldest(tmp_path: Path) -> None:
+def test_delivery_order_newest_heartbeat_once_then_oldest_first(tmp_path: Path) -> None:
     box = Outbox(str(tmp_path), max_bytes=10**6, max_age=86400)
     kinds = ["heartbeat", "selftest", "heartbeat", "event", "heartbeat", "event"]
     for k in kinds:
         box.commit(k, msg(k))
+    first = box.next_pending()  # what the delivery loop asks first: the present
+    assert first is not None and first.seq == 5
+    box.ack(first.seq)
     order = []
-    for _ in range(len(kinds)):
-        p = box.next_pending()
+    for _ in range(len(kinds) - 1):
+        p = box.next_pending(after_newest=True)  # then the backlog in seq order, heartbeats included
         assert p is not None
         order.append(p.seq)
         box.ack(p.seq)
-    assert order == [5, 3, 1, 2, 4, 6]  # newest heartbeat, then newest again (3 is now newest), ...
-    assert box.next_pending() is None
+    assert order == [1, 2, 3, 4, 6]
+    assert box.next_pending() is None and box.next_pending(after_newest=True) is None
     box.close()
+
+
+def files_of(path: Path) -> dict[str, tuple[int, int]]:
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir()}
+
+
+def test_peek_reads_the_figures_and_writes_nothing(tmp_path: Path) -> None:
+    from posagent.outbox import peek
+
+    assert peek(str(tmp_path / "none")).backlog == 0 and not (tmp_path / "none").exists()
+    box = Outbox(str(tmp_path), max_bytes=3000, max_age=10**9)
+    for _ in range(4):
+        box.commit("heartbeat", msg("heartbeat", 1000))  # the bound drops the oldest
+    box.commit("event", msg("event"))
+    box.reject(5, 422, "HTTP 422")
+    box.note_failure(4, "HTTP 401", refused=True)
+    expected = box.stats()
+    # while the daemon has it open (WAL and its index exist): the same figures, no file touched
+    before = files_of(tmp_path)
+    assert peek(str(tmp_path)) == expected
+    assert files_of(tmp_path) == before
+    box.close()
+    # closed (no -wal, no -shm): still read, and neither file appears (as root they would be root's)
+    before = files_of(tmp_path)
+    stats = peek(str(tmp_path))
+    assert files_of(tmp_path) == before and set(before) == {"outbox.db"}
+    assert (stats.seq, stats.backlog, stats.dropped["heartbeat"], stats.rejected, stats.refused) == (5, 2, 2, 1, 1)
+    assert peek_next_seq(str(tmp_path)) == 6
+    (tmp_path / "outbox.db").write_bytes(b"not a database at all" * 100)
+    from posagent.outbox import OutboxError
+
+    with pytest.raises(OutboxError, match="cannot read the outbox"):
+        peek(str(tmp_path))
 
 
 def test_size_bound_drops_superseded_heartbeats_first_selftests_last(tmp_path: Path) -> None:

@@ -12,15 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from posagent.config import load_config
+from posagent.config import ConfigError, load_config
+from posagent.config.loader import validate
 from posagent.drivers.base import Level, Result
-from posagent.i18n import set_language
+from posagent.i18n import _, set_language
 from posagent.selftest.devices import DeviceSet
-from posagent.selftest.hints import HINTS, hint
+from posagent.selftest.hints import HINTS, all_hints, hint
 from posagent.selftest.messages import display_message, localized_message
 from posagent.selftest.render import render_table, report_json, summary_line
 from posagent.selftest.runner import CheckRecord, Report, Runner
-from posagent.selftest.textwidth import width
+from posagent.selftest.textwidth import NO_LINE_END, NO_LINE_START, _tokens, width, wrap
+from tests.conftest import free_port
 
 
 @pytest.fixture(autouse=True)
@@ -110,7 +112,7 @@ def test_wrapped_text_continues_in_its_own_column() -> None:
         if line.startswith(" "):  # continuation: nothing in DEVICE/CHECK/RESULT
             assert set(c[:cols[3][0]]) == {" "}, line
     text = "".join(cells("".join(lines)))
-    assert "检查网线、路由器和防火墙" in text.replace("\0", "")
+    assert "检查网线、路由器、防火墙和 DNS 设置" in text.replace("\0", "")
 
 
 def test_messages_are_rebuilt_in_chinese_with_the_results_numbers() -> None:
@@ -153,7 +155,7 @@ def test_json_keeps_english_messages_and_codes_with_the_hint_in_chinese() -> Non
     first = out["checks"][0]
     assert first["code"] == "HOST_UNREACHABLE"
     assert first["message"] == "0 of 3 TCP connects to 10.0.0.9:443 succeeded"
-    assert first["hint"] == "检查网线、路由器和防火墙；也可能是主机故障。"
+    assert first["hint"] == "检查网线、路由器、防火墙和 DNS 设置；也可能是主机故障。"
     assert out["checks"][4]["hint"] == ""
     assert summary_line([r.status for _d, _c, r in ROWS]) == "未知：通过 1 项，失败 3 项，未知 1 项"
 
@@ -169,3 +171,112 @@ def test_real_host_results_fill_their_templates(tmp_path: Path) -> None:
     assert up.code == "HOST_OK" and down.code == "HOST_HTTP_ERROR"
     assert display_message(up) == f"{up.fields['host']} 可连通，延迟 {up.fields['latency_ms']:g} 毫秒"
     assert display_message(down) == f"{down.fields['host']} 返回 HTTP 503 错误"
+
+
+# -- line breaking (kinsoku) -----------------------------------------------------------
+def test_cjk_lines_never_start_with_closing_punctuation_nor_end_with_an_opening_bracket() -> None:
+    assert wrap("检查设备已插好并通电，并确认配置中的端口正确。", 44) == [
+        "检查设备已插好并通电，并确认配置中的端口正", "确。"]  # not "...端口正确" + "。"
+    assert wrap("一二三四五六七八九（十）", 18) == ["一二三四五六七八九", "（十）"]  # "（" moves down
+    assert wrap("磁盘已满：仅剩 12.5 MB（0.4%）", 10) == ["磁盘已满：", "仅剩 12.5", "MB（0.4%）"]
+    texts = sorted({_(t) for t in all_hints().values()})
+    assert len(texts) > 50
+    for cols in range(20, 61, 4):
+        for text in texts:
+            lines = wrap(text, cols)
+            assert "".join(lines).replace(" ", "") == text.replace(" ", ""), (cols, text)  # nothing lost
+            for i, line in enumerate(lines):
+                assert width(line) <= cols or len(_tokens(line)) == 1, (cols, line)
+                if i:
+                    assert line[0] not in NO_LINE_START - set(",.;:!?%"), (cols, lines)
+                if i < len(lines) - 1:
+                    assert line[-1] not in NO_LINE_END, (cols, lines)
+
+
+def test_english_still_wraps_at_spaces() -> None:
+    assert wrap("reseat the cable, then run the test again", 16) == ["reseat the", "cable, then run", "the test again"]
+    assert wrap("pass a .toml file", 7) == ["pass a", ".toml", "file"]
+
+
+# -- failures described from their facts, not the driver's English ----------------------
+def test_failing_devices_are_described_in_chinese_from_their_facts(tmp_path: Path) -> None:
+    port = free_port()
+    serial, event = tmp_path / "ttyNOPE", tmp_path / "event99"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[agent]\nterminal_id = "T"\nstate_dir = "{tmp_path}"\n'
+                   f'[[device]]\nname = "prn"\ndriver = "escpos"\nurl = "serial://{serial}"\n'
+                   f'[[device]]\nname = "net"\ndriver = "escpos"\nurl = "tcp://127.0.0.1:{port}"\n'
+                   f'[[device]]\nname = "kp"\ndriver = "evdev-keypad"\nurl = "evdev://{event}"\n'
+                   f'[[device]]\nname = "ups"\ndriver = "nut"\nurl = "nut://127.0.0.1:{port}/ups"\n'
+                   f'[[device]]\nname = "rdr"\ndriver = "card-reader"\nurl = "serial://{serial}"\n',
+                   encoding="utf-8")
+    with DeviceSet(load_config(str(cfg))) as devices:
+        results = Runner(devices).status()
+    msgs = {name: display_message(r, drv) for name, (drv, r) in results.items()}
+    assert msgs == {
+        "prn": f"打印机未连接：{serial} 不存在（没插好？）",
+        "net": f"打印机未连接：127.0.0.1:{port} 拒绝连接",
+        "kp": f"找不到键盘：{event} 不存在（没插好？）",
+        "ups": f"无法连接 upsd：127.0.0.1:{port} 拒绝连接",
+        "rdr": f"找不到读卡器：{serial} 不存在（没插好？）",
+    }
+    prn = results["prn"][1]
+    assert prn.code == "PRINTER_NOT_CONNECTED" and "does not exist" in prn.message  # JSON keeps English
+    assert prn.measurements["path"] == str(serial) and prn.measurements["reason"] == "absent"
+    assert results["ups"][1].measurements == {"host": "127.0.0.1", "port": port, "reason": "refused"}
+
+
+def test_facts_pick_the_template_and_detail_is_the_last_resort() -> None:
+    r = Result.unknown("DEVICE_IO_ERROR", "usb 0519:0001: read failed: [Errno 19]",
+                       measurements={"usb_id": "0519:0001", "reason": "read_failed"})
+    assert display_message(r) == "与设备的连接中断：USB 0519:0001 无法读取"
+    r = Result.unknown("KEYPAD_NOT_PRESENT", "no input device named 'Pad' among 3 readable device(s)",
+                       measurements={"input_name": "Pad", "reason": "no_such_name"})
+    assert display_message(r) == "找不到键盘：'Pad' 不在输入设备中"
+    r = Result.unknown("DEVICE_PERMISSION_DENIED", "no access to /dev/ttyS0 (add ... group dialout)",
+                       measurements={"path": "/dev/ttyS0", "group": "dialout"})
+    assert display_message(r) == "没有权限打开 /dev/ttyS0：请把 posagent 用户加入 dialout 组"
+    r = Result.unknown("DRIVER_UNAVAILABLE", "pyusb is not installed (pip install pyusb)",
+                       measurements={"package": "pyusb", "install": "pip install pyusb"})
+    assert display_message(r) == "驱动无法在本机运行：未安装 pyusb（pip install pyusb）"
+    r = Result.ok("UPS_TEST_SKIPPED", "battery test not run: 2027-02-06 is a blackout date",
+                  measurements={"reason": "blackout_date"})
+    assert display_message(r) == "未进行电池测试：今天是禁止测试的日期"
+    # an unknown reason token never shows: the next template, else the driver's own text
+    r = Result.unknown("DEVICE_NOT_FOUND", "gizmo vanished", measurements={"path": "/dev/x", "reason": "vanished"})
+    assert display_message(r) == "找不到设备：gizmo vanished"
+    r = Result.ok("UPS_TEST_SKIPPED", "battery test not run: a third-party reason")
+    assert display_message(r) == "battery test not run: a third-party reason"
+
+
+# -- config errors ----------------------------------------------------------------------
+RAW = {"agent": {"heartbaet_interval": "60s", "check_timeout": True},
+       "device": [{"name": "p", "driver": "escpso", "url": "serial:///dev/ttyS0?baud=9600"}]}
+
+
+def config_problems() -> list[str]:
+    with pytest.raises(ConfigError) as ei:
+        validate(RAW, "/etc/posagent/posagent.toml")
+    return ei.value.problems
+
+
+def test_config_errors_read_as_chinese_sentences() -> None:
+    problems = config_problems()
+    assert problems == [
+        "/etc/posagent/posagent.toml：agent.heartbaet_interval：未知的配置项；是不是要写“heartbeat_interval”？",
+        '/etc/posagent/posagent.toml：agent.check_timeout：应为时长，例如 "60s" 或 "30m"，实际为 布尔值；'
+        '请写时长，例如 "60s"',
+        "/etc/posagent/posagent.toml：device[0] (p).driver：未知驱动“escpso”；是不是要写“escpos”？",
+        "/etc/posagent/posagent.toml：device[0] (p).url：未知的串口设置“baud”（是不是要写“baudrate”？）",
+    ]
+
+
+def test_config_errors_stay_exactly_english_in_english() -> None:
+    set_language("en")
+    assert config_problems() == [
+        "/etc/posagent/posagent.toml: agent.heartbaet_interval: unknown key; did you mean 'heartbeat_interval'?",
+        '/etc/posagent/posagent.toml: agent.check_timeout: expected a duration like "60s" or "30m", got a '
+        'boolean; write a duration like "60s"',
+        "/etc/posagent/posagent.toml: device[0] (p).driver: unknown driver 'escpso'; did you mean 'escpos'?",
+        "/etc/posagent/posagent.toml: device[0] (p).url: unknown serial setting 'baud' (did you mean 'baudrate'?)",
+    ]

@@ -155,3 +155,18 @@ def test_exit_codes(statuses: list[Status], code: int) -> None:
 def test_call_with_timeout_measures() -> None:
     r = call_with_timeout(lambda: Result.ok("A", "b"), 1.0, "x")
     assert r.code == "A" and r.duration_ms >= 0
+
+
+def test_system_driver_on_a_filesystem_without_size(tmp_path: Path, mocker) -> None:
+    """A pseudo filesystem (total 0, e.g. /proc) has no free share: reported, not a crash."""
+    import collections
+
+    from tests.conftest import device_entry, device_set
+
+    usage = collections.namedtuple("usage", "total used free percent")
+    mocker.patch("psutil.disk_usage", return_value=usage(0, 0, 0, 0.0))
+    with device_set(tmp_path, device_entry("box", "system")) as ds:
+        r = Runner(ds).status()["box"][1]
+    assert r.code in ("SYSTEM_OK", "MEMORY_LOW", "LOAD_HIGH", "TEMP_HIGH"), r.message
+    assert "disk size not reported" in r.message or r.code != "SYSTEM_OK"
+    assert r.fields["disk_free_pct"] is None
