@@ -60,6 +60,7 @@ def _parser(command: str | None) -> ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _tolerant_streams()
     command = next((a for a in argv if a in COMMANDS), None)
     try:
         parser = _parser(command)
@@ -106,6 +107,18 @@ def main(argv: list[str] | None = None) -> int:
         print(_("posagent: internal error: {error} (run with --debug for details)").format(
             error=f"{type(e).__name__}: {e}"), file=sys.stderr)
         return EX_SOFTWARE
+
+
+def _tolerant_streams() -> None:
+    """A terminal or pipe that cannot show a character (Chinese text on a latin-1 or ASCII
+    console) gets a replacement mark instead of the whole table being lost."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="replace")
+            except (ValueError, OSError):
+                pass
 
 
 def _setup_logging(debug: bool) -> None:

@@ -47,15 +47,29 @@ def setup_language(args: argparse.Namespace, config: Config | None) -> str:
     from posagent.i18n import detect_language, set_language
 
     lang = detect_language(getattr(args, "lang", None), config.agent.language if config else None)
+    if lang == "zh-CN" and not _can_show("中文"):
+        lang = "en"  # a console that cannot show Chinese (latin-1, ASCII) gets English, not "???"
     set_language(lang)
     return lang
 
 
+def _can_show(text: str) -> bool:
+    import sys
+
+    try:
+        text.encode(sys.stdout.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
 def only_names(args: argparse.Namespace, config: Config) -> list[str] | None:
     raw = getattr(args, "only", None)
-    if not raw:
+    if raw is None:
         return None
     names = [n.strip() for n in raw.split(",") if n.strip()]
+    if not names:
+        raise UsageError("--only needs at least one device name")
     known = {d.name for d in config.devices}
     unknown = [n for n in names if n not in known]
     if unknown:

@@ -85,3 +85,14 @@ def test_drivers_lists_builtins() -> None:
     proc = run_cli("drivers")
     for name in ("host", "system"):
         assert any(line.startswith(name + " ") and "enabled" in line for line in proc.stdout.splitlines())
+
+
+def test_only_with_no_names_is_usage_error() -> None:
+    proc = run_cli("status", "--sim", "--only", ",")
+    assert proc.returncode == 64 and "--only" in proc.stderr
+
+
+def test_chinese_on_a_console_that_cannot_show_it_falls_back_to_english() -> None:
+    proc = run_cli("status", "--sim", "--lang", "zh-CN", env={"PYTHONIOENCODING": "ascii"})
+    assert proc.returncode == 0, proc.stderr
+    assert "DEVICE" in proc.stdout and "Traceback" not in proc.stderr

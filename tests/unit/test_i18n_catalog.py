@@ -25,7 +25,7 @@ from posagent.drivers.base import Driver
 from posagent.drivers.registry import DriverLoadError, available_drivers, load_driver
 from posagent.i18n import _, set_language
 from posagent.selftest.hints import HINTS, all_hints
-from posagent.selftest.messages import MESSAGES, all_messages, placeholders, templates_for
+from posagent.selftest.messages import MESSAGES, REASONS, all_messages, placeholders, templates_for
 from tests.conftest import REPO, need_binary
 
 LOCALE = REPO / "agent" / "locale"
@@ -300,3 +300,48 @@ def test_prompts_to_the_technician_are_translated() -> None:
             if name in ("prompt", "say", "tell") and isinstance(node.args[0], ast.Constant | ast.JoinedStr | ast.BinOp):
                 bad.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert not bad, f"wrap the technician's prompt in _() and .format() it: {bad}"
+
+
+def test_the_drivers_english_detail_is_only_ever_the_last_resort() -> None:
+    """A template with ``{detail}`` embeds the driver's English: every code whose message
+    needs specifics first has templates built from the result's facts."""
+    for code, found in sorted(all_messages().items()):
+        templates = (found,) if isinstance(found, str) else tuple(found)
+        for i, text in enumerate(templates):
+            if "detail" in placeholders(text):
+                assert len(templates) > 1 and i == len(templates) - 1, f"{code}: {text!r} is not a fallback"
+
+
+def reason_tokens(source: str) -> set[str]:
+    """Reason tokens handed to results: ``"reason": "x"`` in dicts, ``_facts("x")`` calls,
+    ``DriverLoadError(msg, "x")`` and the return values of ``*_reason`` functions."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Dict):
+            for k, v in zip(node.keys, node.values, strict=True):
+                if isinstance(k, ast.Constant) and k.value == "reason":
+                    if isinstance(v, ast.Constant):
+                        found.add(v.value)
+                    elif isinstance(v, ast.IfExp):
+                        found |= {b.value for b in (v.body, v.orelse) if isinstance(b, ast.Constant)}
+        elif isinstance(node, ast.Call) and node.args:
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            arg = node.args[-1] if name == "DriverLoadError" and len(node.args) == 2 else \
+                node.args[0] if name == "_facts" else None
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                found.add(arg.value)
+        elif isinstance(node, ast.FunctionDef) and node.name.endswith("_reason"):
+            found |= {r.value.value for r in ast.walk(node) if isinstance(r, ast.Return)
+                      and isinstance(r.value, ast.Constant) and isinstance(r.value.value, str)}
+    return found
+
+
+def test_every_reason_token_has_a_phrase() -> None:
+    assert reason_tokens('x = {"reason": "absent"}; y = self._facts("closed"); DriverLoadError("m", "import_failed")\n'
+                         'def connect_reason(e):\n    return "dns"\nz = {"reason": "a" if q else "b"}') == \
+        {"absent", "closed", "import_failed", "dns", "a", "b"}
+    used: set[str] = set()
+    for path in [*sorted((REPO / "drivers").glob("*.py")), *sorted((REPO / "selftest").glob("*.py"))]:
+        used |= reason_tokens(path.read_text(encoding="utf-8"))
+    assert len(used) > 20
+    assert used <= set(REASONS), f"reason tokens without a phrase in selftest/messages.py: {sorted(used - set(REASONS))}"
