@@ -40,7 +40,12 @@ def printer_variants(path: str, url: str, state_dir: str) -> dict[str, Callable[
 
     return {"FLOOR": floor_exchange(fd, DLE_EOT_1, reply_len=1),
             "agent: EscposDriver.query(1) (flush, write, read_exact(1), validate)": lambda: drv.query(1),
-            "pyserial: write + read(1)": pyserial_read1}
+            "pyserial: write + read(1)": pyserial_read1,
+            STATUS_LABEL: drv.status}
+
+
+#: The whole printer status: four exchanges, so its row is compared with 4 x FLOOR.
+STATUS_LABEL = "agent: EscposDriver.status() (DLE EOT 1-4, decode, grade, counters), per exchange"
 
 
 def escpos_library(path: str) -> tuple[dict[str, Callable[[], object]], Callable[[], None]]:
