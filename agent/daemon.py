@@ -270,12 +270,14 @@ class Daemon:
                 self._commit_event(change)
             self._schedule(now)
             deadlines = []
-            if self._job is None:
+            job = self._job
+            if job is not None:
+                if not self._wedged:
+                    deadlines.append(job.stuck_after())
+            elif self.runner is not None:  # (no runner: a reload is closing the devices)
                 deadlines += [self._next_hb, self._next_poll]
                 if self._plan is not None:
                     deadlines.append(now + max(0.0, (self._plan.at - self.clock()).total_seconds()))
-            elif not self._wedged:
-                deadlines.append(self._job.stuck_after())
             if self._closing is not None:
                 deadlines.append(self._closing[1])
             if wd is not None:
@@ -314,7 +316,7 @@ class Daemon:
         job = self._job
         if job is None or job.done.is_set() or now < job.stuck_after():
             if self._wedged:
-                log.warning("the stuck job ended: pinging the watchdog again")
+                log.warning("the stuck job returned after all: the agent is alive again")
                 self._wedged = False
             return False
         if not self._wedged:

@@ -74,7 +74,8 @@ def validate(raw: dict[str, Any], path: str, *, state_dir_override: str | None =
     agent = sections["agent"]
     if isinstance(agent, AgentSection):
         if agent.language not in LANGUAGES:
-            problems.append(problem(path, "agent.language", _("'{value}' is not a language").format(value=agent.language),
+            problems.append(problem(path, "agent.language",
+                                    _("'{value}' is not a language").format(value=agent.language),
                                     _("use auto, en or zh-CN")))
         if agent.heartbeat_interval < 1:
             problems.append(problem(path, "agent.heartbeat_interval", _("must be at least 1s"), _('e.g. "60s"')))
@@ -109,7 +110,8 @@ def _check_upstream(up: UpstreamSection, path: str, problems: list[str]) -> None
         problems.append(problem(path, "upstream.url", _("plain http sends reports unencrypted"),
                                 _("use https, or set allow_insecure_http = true on a lab network")))
     if up.spool_max_mb <= 0:
-        problems.append(problem(path, "upstream.spool_max_mb", _("must be positive"), _("e.g. {example}").format(example=16)))
+        problems.append(problem(path, "upstream.spool_max_mb", _("must be positive"),
+                                _("e.g. {example}").format(example=16)))
 
 
 def _devices(raw: Any, path: str, problems: list[str]) -> list[DeviceConfig]:
@@ -153,7 +155,8 @@ def _devices(raw: Any, path: str, problems: list[str]) -> list[DeviceConfig]:
             try:
                 cls = load_driver(driver_name)
             except Exception as e:  # a broken installed driver is a config-time error too
-                problems.append(problem(path, f"{where}.driver", _("driver '{name}' failed to load: {error}").format(name=driver_name, error=e),
+                problems.append(problem(path, f"{where}.driver",
+                                        _("driver '{name}' failed to load: {error}").format(name=driver_name, error=e),
                                         _("reinstall posagent or remove this device")))
         url = None
         raw_url = dev.get("url")
@@ -169,8 +172,8 @@ def _devices(raw: Any, path: str, problems: list[str]) -> list[DeviceConfig]:
             except ValueError as e:
                 problems.append(problem(path, f"{where}.url", str(e)))
             if url is not None and cls is not None and url.scheme not in cls.schemes:
-                problems.append(problem(path, f"{where}.url", _("driver '{name}' cannot use {scheme}: URLs").format(name=driver_name, scheme=url.scheme),
-                                        _("use {choices}").format(choices=", ".join(cls.schemes))))
+                problems.append(problem(path, f"{where}.url", _("driver '{name}' cannot use {scheme}: URLs").format(
+                    name=driver_name, scheme=url.scheme), _("use {choices}").format(choices=", ".join(cls.schemes))))
         options = None
         if cls is not None:
             options = build(cls.Options, dev.get("options"), path, f"{where}.options", problems)

@@ -174,6 +174,8 @@ class Driver:
     #: URL schemes this driver accepts.
     schemes: ClassVar[tuple[str, ...]] = ()
     url_required: ClassVar[bool] = True
+    #: The sim:// family that stands in for this driver's device ("" = the driver's name).
+    sim_family: ClassVar[str] = ""
     url_example: ClassVar[str] = ""
     #: experimental | beta | stable
     support: ClassVar[str] = "beta"

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from typing import Any, ClassVar, TypeVar
 from posagent.config.values import Duration
 from posagent.drivers.base import Check, CheckContext, Driver, Level, Measurements, Missing, Result, Status
 from posagent.drivers.errors import DeviceError, DeviceIOError, DeviceNotFound, DeviceTimeout, ProtocolError
-from posagent.drivers.escpos_counters import Counters, CounterStore, counter_path, ribbon_grade
+from posagent.drivers.escpos_counters import Counters, CounterStore, IdentityMemo, counter_path, ribbon_grade
 from posagent.drivers.escpos_slip import Job, SlipInfo, compose_lines, compose_slip
 from posagent.drivers.escpos_status import (
     EOT_KINDS,
@@ -54,10 +53,11 @@ from posagent.i18n import N_
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-IDENTITY_RETRY_S = 3600.0
+IDENTITY_RETRY_S = 3600.0  # a printer that ignored GS I is asked again after this long
 GS_R_PAPER = b"\x1dr\x01"  # GS r 1: non-real-time, so its reply marks the end of a job
 OFFLINE_BIT = 0x08
 _MAX_JOB_POLLS = 10_000
+_WRITE_ERRORS: dict[str, str] = {}  # state file -> the last error logged: each is logged once per process
 
 
 @dataclass(frozen=True)
@@ -163,8 +163,8 @@ class EscposDriver(Driver):
         super().__init__(device, env)
         self._stream: Any = None
         self._lock = threading.RLock()
-        self._identity: Identity | None = None
-        self._identity_next = 0.0  # monotonic time from which to ask GS I (again)
+        self._id_memo: IdentityMemo | None = None  # GS I as asked by this instance
+        self._stored_memo: IdentityMemo | None = None  # GS I as remembered in the state file
         self._counters = CounterStore(counter_path(env.state_dir, device.name)) if env.state_dir else None
 
     def check_environment(self) -> str | None:
@@ -196,7 +196,7 @@ class EscposDriver(Driver):
 
     def _drop_stream(self) -> None:
         stream, self._stream = self._stream, None
-        self._identity, self._identity_next = None, 0.0  # a reconnect may be another printer
+        self._id_memo = None  # a reconnect may be another printer (the state file's memory stays)
         if stream is not None:
             try:
                 stream.close()
@@ -253,19 +253,41 @@ class EscposDriver(Driver):
         except DeviceError as e:
             return self._unknown(e)
         ms = round((time.perf_counter() - t0) * 1000.0, 3)
-        self._maybe_identity(st)
+        # No GS I here: a model that ignores it would cost identity_timeout. The identity
+        # check asks it; model/firmware come from what it remembered (state file).
         return self._graded(st, {"status_ms": ms})
 
     def _maybe_identity(self, st: EscposStatus) -> None:
-        """Ask GS I once per connection (again after IDENTITY_RETRY_S if unanswered), and
-        only while online: an offline printer holds GS I in its buffer."""
-        if st.offline or time.monotonic() < self._identity_next:
+        """For the test slip: ask GS I only when nothing is remembered (a remembered
+        silence is asked again after IDENTITY_RETRY_S), and only while online: an offline
+        printer holds GS I in its buffer."""
+        if st.offline or self._memo_answered() or self._silence_remembered():
             return
         try:
             self.read_identity()
         except DeviceError as e:  # identity is best effort; the status stands
             log.info("%s: identity not read: %s", self._where(), e)
-            self._identity_next = time.monotonic() + IDENTITY_RETRY_S
+
+    def _memo(self) -> IdentityMemo | None:
+        """What GS I gave when last asked: this instance's answer or the state file's, the newer."""
+        mine, stored = self._id_memo, self._stored_memo
+        if mine is None or (stored is not None and stored.asked_unix > mine.asked_unix):
+            return stored
+        return mine
+
+    def _memo_answered(self) -> bool:
+        memo = self._memo()
+        return memo is not None and memo.answered
+
+    def _silence_remembered(self) -> bool:
+        """GS I went unanswered less than IDENTITY_RETRY_S ago: do not wait for it again."""
+        memo = self._memo()
+        return memo is not None and not memo.answered and memo.age(time.time()) < IDENTITY_RETRY_S
+
+    @property
+    def _identity(self) -> Identity | None:
+        memo = self._memo()
+        return identity_from(memo.ids, memo.strings) if memo is not None and memo.answered else None
 
     def _graded(self, st: EscposStatus, m: Measurements, prefix: str = "") -> Result:
         counters = self._read_counters()
@@ -337,53 +359,57 @@ class EscposDriver(Driver):
 
     # -- counters ----------------------------------------------------------------
     def _read_counters(self) -> Counters | None:
-        return self._counters.read() if self._counters is not None else None
+        """The counters, and (as a side effect) the identity the state file remembers."""
+        if self._counters is None:
+            return None
+        counters, self._stored_memo = self._counters.read_state()
+        return counters
+
+    def _store(self, update: Callable[[CounterStore], object]) -> None:
+        """Update the state file; a failure is logged once per process and error, not per call."""
+        store = self._counters
+        if store is None:
+            return
+        try:
+            update(store)
+        except OSError as e:
+            if _WRITE_ERRORS.get(store.path) != str(e):
+                _WRITE_ERRORS[store.path] = str(e)
+                log.warning("%s: cannot update %s: %s (logged once; counters and identity are not kept "
+                            "while it cannot be written)", self._where(), store.path, e)
 
     def _note_paper(self, st: EscposStatus) -> None:
-        if self._counters is None:
-            return
-        try:
-            self._counters.paper_state(st.paper == "end")
-        except OSError as e:
-            log.warning("%s: cannot update %s: %s", self._where(), self._counters.path, e)
+        self._store(lambda store: store.paper_state(st.paper == "end"))
 
     def _count(self, job: Job) -> None:
-        if self._counters is None:
-            return
-        try:
-            self._counters.add_printed(job.lines, job.length_mm(self.options.line_height_mm), job.cuts)
-        except OSError as e:
-            log.warning("%s: cannot update %s: %s", self._where(), self._counters.path, e)
+        self._store(lambda store: store.add_printed(job.lines, job.length_mm(self.options.line_height_mm),
+                                                    job.cuts))
 
     # -- identity ----------------------------------------------------------------
     def read_identity(self) -> Identity:
-        """GS I 1, 2, 3 and 65, 66, 67; unanswered ones stay None (not an error)."""
-        ident = self._exchange(self._identity_on)
-        self._identity = ident
-        self._identity_next = math.inf if ident.answered else time.monotonic() + IDENTITY_RETRY_S
-        return ident
+        """GS I 1, 2, 3 and 65, 66, 67 up to the first one left unanswered (not an error);
+        remembered in this instance and in the state file."""
+        ids, strings = self._exchange(self._identity_on)
+        memo = IdentityMemo(ids, strings, time.time())
+        self._id_memo = memo
+        self._store(lambda store: store.remember_identity(memo))
+        return identity_from(ids, strings)
 
-    def _identity_on(self, s: Any) -> Identity:
+    def _identity_on(self, s: Any) -> tuple[dict[int, int], dict[int, str]]:
         timeout = self.options.identity_timeout
         ids: dict[int, int] = {}
         strings: dict[int, str] = {}
-        for n in ID_BYTE_QUERIES:
+        for n in (*ID_BYTE_QUERIES, *ID_STRING_QUERIES):
             s.flush_input()
             s.write(gs_i(n), timeout=timeout)
             try:
-                ids[n] = check_id_byte(n, s.read_exact(1, timeout))
+                if n in ID_BYTE_QUERIES:
+                    ids[n] = check_id_byte(n, s.read_exact(1, timeout))
+                else:
+                    strings[n] = parse_id_string(n, self._read_id_string(s, n, timeout))
             except DeviceTimeout:
-                continue
-        if not ids:
-            return identity_from(ids, strings)  # ignores GS I altogether: spare the string waits
-        for n in ID_STRING_QUERIES:
-            s.flush_input()
-            s.write(gs_i(n), timeout=timeout)
-            try:
-                strings[n] = parse_id_string(n, self._read_id_string(s, n, timeout))
-            except DeviceTimeout:
-                continue
-        return identity_from(ids, strings)
+                break  # a printer that ignores one GS I ignores the rest: spare their waits
+        return ids, strings
 
     @staticmethod
     def _read_id_string(s: Any, n: int, timeout: float) -> bytes:
@@ -475,6 +501,13 @@ class EscposDriver(Driver):
         if st.offline:
             return Result.ok("PRINTER_ID_NOT_READ", "identity not read: the printer is offline and answers "
                              "GS I only when online (see the status check)")
+        self._read_counters()  # refresh what the state file remembers
+        memo = self._memo()
+        if memo is not None and self._silence_remembered():
+            asked = dt.datetime.fromtimestamp(memo.asked_unix).astimezone().strftime("%H:%M")
+            return Result.ok("PRINTER_ID_NOT_REPORTED", "the printer answers status but not GS I (model and "
+                             f"firmware not reported; remembered from {asked}, asked again after "
+                             f"{IDENTITY_RETRY_S / 3600:g} h)", fields={"model": None, "firmware": None})
         ident = self.read_identity()
         fields = {"model": ident.model, "firmware": ident.firmware_text, **ident.type_flags}
         if not ident.answered:

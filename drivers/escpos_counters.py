@@ -8,6 +8,10 @@ paper is left beyond near-end, so the agent counts what it prints itself:
 - ``paper_mm``: printed length since the last paper-end event (thermal printers);
 - ``lines_total`` / ``cuts_total``: lifetime counts through this agent.
 
+The same file remembers what the printer said to ``GS I`` when it was last asked
+(``identity``: the answers, or none for a model that ignores ``GS I``, and when), so a
+status read or a heartbeat can carry ``model``/``firmware`` without asking again.
+
 Every update is a read-modify-write under an ``flock`` on a lock file beside the JSON, and
 the JSON is replaced atomically (temp file, fsync, rename), so the daemon and the CLI
 never lose each other's changes and a power cut leaves the old or the new file.
@@ -19,6 +23,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import json
+import math
 import os
 import re
 import tempfile
@@ -27,6 +32,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 SCHEMA = 1
+_ID_STRING_MAX = 80
 
 
 @dataclass
@@ -63,6 +69,51 @@ class Counters:
         return out
 
 
+@dataclass(frozen=True)
+class IdentityMemo:
+    """The ``GS I`` answers when last asked (n -> value); both empty: the printer ignored it."""
+
+    ids: dict[int, int]
+    strings: dict[int, str]
+    asked_unix: float  # wall clock: it is compared across processes
+
+    @property
+    def answered(self) -> bool:
+        return bool(self.ids or self.strings)
+
+    def age(self, now: float) -> float:
+        """Seconds since it was asked; infinite when the clock went back (ask again)."""
+        age = now - self.asked_unix
+        return age if age >= 0 else math.inf
+
+    def to_json(self) -> dict[str, Any]:
+        return {"asked_at": dt.datetime.fromtimestamp(self.asked_unix).astimezone().isoformat(timespec="seconds"),
+                "asked_unix": round(self.asked_unix, 3), "ids": {str(n): v for n, v in sorted(self.ids.items())},
+                "strings": {str(n): v for n, v in sorted(self.strings.items())}}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> IdentityMemo | None:
+        """Strict load: anything malformed is forgotten (the printer is asked again)."""
+        if not isinstance(raw, dict):
+            return None
+        when, ids, strings = raw.get("asked_unix"), raw.get("ids"), raw.get("strings")
+        if not isinstance(when, int | float) or isinstance(when, bool) or not math.isfinite(when) \
+                or not isinstance(ids, dict) or not isinstance(strings, dict):
+            return None
+        try:
+            out_ids = {int(n): v for n, v in ids.items()}
+            out_strings = {int(n): v for n, v in strings.items()}
+        except ValueError:
+            return None
+        if any(not 1 <= n <= 255 or not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 255
+               for n, v in out_ids.items()):
+            return None
+        if any(not 1 <= n <= 255 or not isinstance(v, str) or len(v) > _ID_STRING_MAX or not v.isprintable()
+               for n, v in out_strings.items()):
+            return None
+        return cls(out_ids, out_strings, float(when))
+
+
 def _now() -> str:
     return dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
@@ -78,14 +129,21 @@ class CounterStore:
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def read(self) -> Counters:
+    def _load(self) -> dict[str, Any]:
         try:
             with open(self.path, encoding="utf-8") as fh:
-                return Counters.from_json(json.load(fh))
-        except FileNotFoundError:
-            return Counters()
+                raw = json.load(fh)
         except (OSError, ValueError):
-            return Counters()  # unreadable or corrupt: start over rather than fail the printer
+            return {}  # absent, unreadable or corrupt: start over rather than fail the printer
+        return raw if isinstance(raw, dict) else {}
+
+    def read(self) -> Counters:
+        return Counters.from_json(self._load())
+
+    def read_state(self) -> tuple[Counters, IdentityMemo | None]:
+        """The counters and the remembered identity, from one read of the file."""
+        raw = self._load()
+        return Counters.from_json(raw), IdentityMemo.from_json(raw.get("identity"))
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -97,12 +155,15 @@ class CounterStore:
         finally:
             os.close(fd)
 
-    def _write(self, c: Counters) -> None:
+    def _write(self, c: Counters, memo: IdentityMemo | None) -> None:
         directory = os.path.dirname(self.path) or "."
         fd, tmp = tempfile.mkstemp(prefix=".printer-", suffix=".tmp", dir=directory)
+        data: dict[str, Any] = {"schema": SCHEMA, **asdict(c)}
+        if memo is not None:
+            data["identity"] = memo.to_json()
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump({"schema": SCHEMA, **asdict(c)}, fh, indent=1, sort_keys=True)
+                json.dump(data, fh, indent=1, sort_keys=True)
                 fh.write("\n")
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -115,10 +176,15 @@ class CounterStore:
     def update(self, change: Callable[[Counters], bool]) -> Counters:
         """Apply ``change`` under the lock; write only when it returns True. Raises OSError."""
         with self._locked():
-            c = self.read()
+            c, memo = self.read_state()
             if change(c):
-                self._write(c)
+                self._write(c, memo)
             return c
+
+    def remember_identity(self, memo: IdentityMemo) -> None:
+        """Store what GS I gave, keeping the counters. Raises OSError."""
+        with self._locked():
+            self._write(self.read(), memo)
 
     # -- the events ------------------------------------------------------------
     def add_printed(self, lines: int, mm: float, cuts: int) -> Counters:
@@ -133,6 +199,10 @@ class CounterStore:
 
     def paper_state(self, paper_end: bool) -> Counters:
         """Record the paper sensor; a new paper-end event restarts the paper count."""
+
+        current = self.read()
+        if current.paper_end_active == paper_end:
+            return current  # nothing to record: no lock, no write (the common case, every status)
 
         def change(c: Counters) -> bool:
             if paper_end and not c.paper_end_active:

@@ -4,8 +4,10 @@ URL: ``evdev:///dev/input/by-id/usb-XYZ-event-kbd`` (by path), ``evdev://?name=K
 (by name, exact first, else case-insensitive substring, among the readable devices), or
 ``sim://keypad?...`` (the simulator's event pipe).
 
-- status (heartbeat): present, and no key held down for longer than ``stuck_after``
-  between two status calls (EVIOCGKEY); KEYPAD_KEY_STUCK names the key.
+- status (heartbeat): present, and no key held down (EVIOCGKEY). A key down at the first
+  look (a one-shot ``posagent status``) is KEYPAD_KEY_HELD (warn) at once, and stays so
+  while it is down; a key held across status calls ``stuck_after`` apart is
+  KEYPAD_KEY_STUCK. Either names the key.
 - internal check ``keys``: present; capabilities include every configured key
   (KEYPAD_MISSING_KEYS); a key down right now must come up within ``stuck_after``.
 - interactive check ``scan``: grabs the device (key presses do not reach the POS
@@ -14,7 +16,7 @@ URL: ``evdev:///dev/input/by-id/usb-XYZ-event-kbd`` (by path), ``evdev://?name=K
   grab is released on every exit path.
 
 Codes: KEYPAD_OK, KEYPAD_NOT_PRESENT (unknown), KEYPAD_MISSING_KEYS, KEYPAD_KEY_STUCK,
-KEYPAD_KEY_DEAD (fail), KEYPAD_KEY_BOUNCE, KEYPAD_KEY_WRONG_CODE (warn), KEYPAD_BUSY,
+KEYPAD_KEY_DEAD (fail), KEYPAD_KEY_HELD, KEYPAD_KEY_BOUNCE, KEYPAD_KEY_WRONG_CODE (warn), KEYPAD_BUSY,
 KEYPAD_SCAN_SKIPPED, KEYPAD_SCAN_ABORTED (unknown), KEYPAD_SCAN_INCOMPLETE (warn).
 """
 
@@ -64,6 +66,7 @@ class KeypadDriver(Driver):
     family = "keypad"
     description = "numeric POS keypad (Linux evdev): keys present, stuck keys, interactive key scan"
     schemes = ("evdev", "sim")
+    sim_family = "keypad"
     url_example = "evdev://?name=POS Keypad"
     Options = KeypadOptions
     hints: ClassVar[dict[str, str]] = {
@@ -72,6 +75,8 @@ class KeypadDriver(Driver):
         "KEYPAD_MISSING_KEYS": N_("The device does not report these keys: wrong device in the config, or a "
                                   "different keypad model; fix the key list or the URL."),
         "KEYPAD_KEY_STUCK": N_("Free the stuck key (debris, spilled drink); replace the keypad if it stays down."),
+        "KEYPAD_KEY_HELD": N_("A key is down right now: if nobody is pressing it, free it (debris, spilled drink) "
+                              "and check the status again."),
         "KEYPAD_KEY_DEAD": N_("Press the key firmly again; clean or replace the keypad if it never registers."),
         "KEYPAD_KEY_BOUNCE": N_("The key registers twice: clean the contacts or replace the keypad."),
         "KEYPAD_KEY_WRONG_CODE": N_("A key sends an unexpected code: check the keypad's mode switch or the key list."),
@@ -80,12 +85,17 @@ class KeypadDriver(Driver):
         "KEYPAD_SCAN_ABORTED": N_("The scan was aborted: run it again to test the keypad."),
         "KEYPAD_SCAN_SKIPPED": N_("Run the interactive self-test at the terminal to scan the keys."),
     }
+    #: Message templates of this driver's own codes (the others are in selftest/messages.py).
+    messages: ClassVar[dict[str, str | tuple[str, ...]]] = {
+        "KEYPAD_KEY_HELD": N_("Key held down right now: {held_keys}"),
+    }
 
     def __init__(self, device: Any, env: Any) -> None:
         super().__init__(device, env)
         self._specs: list[KeySpec] = parse_keys(self.options.keys)
         self._dev: KeyDevice | None = None
         self._held_since: dict[int, float] = {}
+        self._first_look: float | None = None  # when status() first read the held keys
         self._clock = time.monotonic  # status() compares held keys across calls by this clock
 
     def check_environment(self) -> str | None:
@@ -128,6 +138,7 @@ class KeypadDriver(Driver):
         held = self._held(dev)
         now = self._clock()
         self._held_since = {c: self._held_since.get(c, now) for c in held}
+        first = self._first_look = now if self._first_look is None else self._first_look
         stuck = sorted(c for c, since in self._held_since.items() if now - since >= self.options.stuck_after)
         fields = {"model": dev.name}
         if stuck:
@@ -135,6 +146,14 @@ class KeypadDriver(Driver):
             return Result.fail("KEYPAD_KEY_STUCK", f"key {names} held down for over "
                                f"{now - min(self._held_since[c] for c in stuck):.0f} s",
                                measurements={"stuck_keys": names}, fields=fields)
+        # Down since the first look: a one-shot status cannot wait stuck_after to tell a
+        # press from a stuck key, so it says what it sees. Keys pressed later are typing.
+        held_now = sorted(c for c, since in self._held_since.items() if since == first)
+        if held_now:
+            names = ", ".join(self._label(c) for c in held_now)
+            return Result.warn("KEYPAD_KEY_HELD", f"key {names} is held down right now (stuck if it is still "
+                               f"down {self.options.stuck_after:g} s after it was first seen)",
+                               measurements={"held_keys": names}, fields=fields)
         return Result.ok("KEYPAD_OK", f"{dev.name} present", fields=fields)
 
     def checks(self) -> list[Check]:

@@ -2,9 +2,12 @@
 
 URL: ``serial:///dev/ttyS1`` (2400 8N1 unless the URL says otherwise) or ``sim://megatec``.
 Every status query sends ``Q1``; the rating (``F``, for the battery charge estimate) and
-identity (``I``, for the model) are asked once per opened port. Replies end at the CR
-terminator, never on a timeout; a reply that does not parse is a protocol error naming
-the raw line. The port stays open between queries and is reopened after an I/O error.
+identity (``I``, for the model) are asked once per opened port, each given only
+``info_timeout`` to start answering; the first one a unit ignores ends the asking and is
+remembered in the state dir (``megatec_memo``), so a Q1-only unit costs that wait once.
+Replies end at the CR terminator, never on a timeout; a reply that does not parse is a
+protocol error naming the raw line. The port stays open between queries and is reopened
+after an I/O error.
 
 Checks: ``status`` (internal); ``battery_test`` (external, only with ``battery_test =
 true``): the Megatec ``T`` 10-second battery test, run only outside business hours
@@ -15,6 +18,7 @@ when the battery is already low or on battery.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -24,16 +28,21 @@ from posagent.config.values import Duration, HourRange
 from posagent.drivers import megatec_proto as mp
 from posagent.drivers.base import Check, CheckContext, Driver, Level, Result
 from posagent.drivers.errors import DeviceError, DeviceIOError, DeviceTimeout, ProtocolError
+from posagent.drivers.megatec_memo import SilenceMemo, memo_path
 from posagent.drivers.transport import ByteStream, open_stream
 from posagent.drivers.ups_common import HINTS, UpsReading, grade, quiet_reason
 
+log = logging.getLogger(__name__)
+
 TEST_SECONDS = 10.0  # the length of the Megatec T test
+_WRITE_ERRORS: dict[str, str] = {}  # memo file -> the last error logged: each is logged once per process
 _POLL_GAP = 0.5  # pause between Q1 polls during a test: a read with this deadline
 
 
 @dataclass(frozen=True)
 class MegatecOptions:
     reply_timeout: Duration = Duration(1.5)  # per query; 47 bytes at 2400 bps take 0.2 s
+    info_timeout: Duration = Duration(0.3)  # wait for F / I to start answering (many units ignore them)
     battery_voltage_nominal: float = 0.0  # 0: from the F reply
     battery_voltage_low: float = 0.0  # 0: 104/120 of nominal (NUT's guess)
     battery_voltage_high: float = 0.0  # 0: 130/120 of nominal
@@ -53,6 +62,8 @@ class MegatecOptions:
             raise ValueError("battery voltages and packs cannot be negative")
         if not 0 < self.reply_timeout <= 30:
             raise ValueError("reply_timeout must be between 0 and 30 s")
+        if not 0 < self.info_timeout <= 30:
+            raise ValueError("info_timeout must be between 0 and 30 s")
 
 
 class MegatecDriver(Driver):
@@ -71,6 +82,7 @@ class MegatecDriver(Driver):
         self._rating: mp.Rating | None = None
         self._identity: mp.Identity | None = None
         self._asked_info = False
+        self._memo = SilenceMemo(memo_path(env.state_dir, device.name)) if env.state_dir else None
         self._lock = threading.RLock()
 
     # -- link ------------------------------------------------------------------
@@ -97,15 +109,23 @@ class MegatecDriver(Driver):
             raise DeviceTimeout(f"UPS on {stream.name} did not answer {command} within {timeout:g} s",
                                 code="UPS_NO_RESPONSE") from None
 
-    def _query(self, command: str, timeout: float, *, flush: bool = True) -> bytes:
-        """Send one command, return its CR-terminated reply line. One reopen after an I/O error."""
+    def _query(self, command: str, timeout: float, *, flush: bool = True, start: float | None = None) -> bytes:
+        """Send one command, return its CR-terminated reply line. One reopen after an I/O error.
+        ``start``: a shorter wait for the first byte (for queries many units ignore)."""
         for attempt in (1, 2):
             stream = self._open()
             try:
                 if flush:
                     stream.flush_input()
                 stream.write(command.encode("ascii") + b"\r", timeout)
-                return self._read_line(stream, command, timeout)
+                if start is None:
+                    return self._read_line(stream, command, timeout)
+                head = self._first_byte(stream, command, start)
+                try:
+                    return head if head == b"\r" else head + self._read_line(stream, command, timeout)
+                except DeviceTimeout:
+                    raise ProtocolError(f"{command} reply truncated (no CR within {timeout:g} s): "
+                                        f"{mp.show(head)}", code="UPS_PROTOCOL_ERROR") from None
             except DeviceIOError as e:
                 # read_until's "no terminator in N bytes": the line is noise, the link is fine.
                 overflow = "no terminator" in str(e)
@@ -117,21 +137,54 @@ class MegatecDriver(Driver):
                     raise DeviceIOError(f"UPS link lost: {e}", code="UPS_NO_RESPONSE") from None
         raise AssertionError("unreachable")
 
+    @staticmethod
+    def _first_byte(stream: ByteStream, command: str, timeout: float) -> bytes:
+        try:
+            return stream.read_exact(1, timeout)
+        except DeviceTimeout:
+            raise DeviceTimeout(f"UPS on {stream.name} did not answer {command} within {timeout:g} s",
+                                code="UPS_NO_RESPONSE") from None
+
     def _info(self) -> None:
-        """F and I, once per opened port; a unit that echoes or ignores them has none."""
+        """F and I, once per opened port; a unit that echoes them (its "unknown command") has
+        none. Each gets ``info_timeout`` to start its reply; the first one left unanswered ends
+        the asking (a unit that ignores F ignores I too) and is remembered for INFO_RETRY_S in
+        the state dir, so it is not waited for again by this or the next process."""
         if self._asked_info:
             return
-        timeout = min(1.0, self.options.reply_timeout)
+        self._asked_info = True
+        self._rating = self._identity = None
+        now = time.time()
+        remembered = self._memo.silent_from(now) if self._memo is not None else None
+        start = min(self.options.info_timeout, self.options.reply_timeout)
+        silent: str | None = None
         for command, parse in (("F", mp.parse_f), ("I", mp.parse_i)):
+            if command == remembered:
+                break
             try:
-                value = parse(self._query(command, timeout))
-            except (ProtocolError, DeviceTimeout):
-                value = None
+                value = parse(self._query(command, self.options.reply_timeout, start=start))
+            except ProtocolError:
+                value = None  # echoed or junk: no rating / model
+            except DeviceTimeout:
+                silent = command
+                break
             if command == "F":
                 self._rating = value  # type: ignore[assignment]
             else:
                 self._identity = value  # type: ignore[assignment]
-        self._asked_info = True
+        if remembered is None:
+            self._remember(silent, now)
+
+    def _remember(self, silent: str | None, now: float) -> None:
+        memo = self._memo
+        if memo is None:
+            return
+        try:
+            memo.store(silent, now)
+        except OSError as e:
+            if _WRITE_ERRORS.get(memo.path) != str(e):
+                _WRITE_ERRORS[memo.path] = str(e)
+                log.warning("UPS %s: cannot update %s: %s (logged once)", self.device.name, memo.path, e)
 
     def _q1(self) -> mp.Q1Status:
         return self._parse_q1(self._query("Q1", self.options.reply_timeout))

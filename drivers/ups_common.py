@@ -32,8 +32,8 @@ _AFTER_POWER_CUT = "After a power cut wait at least a minute before powering the
 
 #: English remediation hints (msgids) of every UPS/battery code; each driver's ``hints``.
 HINTS: dict[str, str] = {
-    "UPS_ON_BATTERY": N_("Mains power is off at the UPS: check the mains (circuit breaker, power in the shop), the "
-                         "wall socket and the UPS's input plug. Save work; the till runs on battery only for "
+    "UPS_ON_BATTERY": N_("Mains power is off at the UPS: check the wall socket, the mains (circuit breaker, power "
+                         "in the shop) and the UPS's input plug. Save work; the till runs on battery only for "
                          "minutes. " + _AFTER_POWER_CUT),
     "UPS_BATTERY_LOW": N_("The battery is nearly empty: finish the sale and shut the box down now. If mains is on "
                           "and it stays low after a night of charging, replace the battery. " + _AFTER_POWER_CUT),

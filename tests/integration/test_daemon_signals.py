@@ -95,8 +95,10 @@ connect_timeout = "60s"
     with silent, DaemonProc(["--config", str(cfg)], tmp_path, notify=notify, env={"WATCHDOG_USEC": "1000000"}) as d:
         assert collector.wait_for(from_terminal("SIM-HUNG", 3), 60.0), d.stderr()
         hb = next(r.json for r in reversed(collector.received) if r.json.get("terminal_id") == "SIM-HUNG")
-        assert hb["devices"]["hung"]["status"] == "unknown"
-        assert hb["devices"]["hung"]["code"] == "CHECK_TIMEOUT"
+        # no answer in time: the host check gives up inside its budget (HOST_TIMEOUT), or the
+        # runner cuts it (CHECK_TIMEOUT); never ok, never waiting for the 60 s connect timeout
+        hung = hb["devices"]["hung"]
+        assert (hung["status"], hung["code"]) in {("fail", "HOST_TIMEOUT"), ("unknown", "CHECK_TIMEOUT")}, hung
         assert hb["devices"]["acquirer"]["status"] == "ok"  # the others are not held up
         pings = notify.times_of("WATCHDOG=1")
         assert len(pings) >= 4

@@ -109,12 +109,14 @@ def test_knob(rig: Start, knobs: dict[str, str], status: Status, code: str, pape
 def test_healthy_fields_and_identity(rig: Start) -> None:
     _sim, driver = rig(drawer="high", model="TM-T20II", firmware="1.28", opts={"drawer_open_level": "low"})
     r = driver.status()
-    assert r.fields["model"] == "EPSON TM-T20II" and r.fields["firmware"] == "1.28"
+    assert r.fields["model"] is None and r.fields["firmware"] is None  # status() never asks GS I
     assert r.fields["drawer_pin3"] == "high" and r.fields["drawer"] == "closed"
     assert r.fields["errors"] == [] and r.fields["counters"]["lines_printed"] == 0
     ident = run_checks(driver)["identity"]
     assert (ident.status, ident.code) == (Status.OK, "PRINTER_ID_OK")
     assert ident.fields["autocutter"] is True
+    r = driver.status()  # what the identity check read, the status now carries
+    assert r.fields["model"] == "EPSON TM-T20II" and r.fields["firmware"] == "1.28"
 
 
 def test_printer_ignoring_gs_i_is_still_ok(rig: Start) -> None:
@@ -122,6 +124,111 @@ def test_printer_ignoring_gs_i_is_still_ok(rig: Start) -> None:
     r = driver.status()
     assert r.code == "PRINTER_OK" and r.fields["model"] is None and r.fields["firmware"] is None
     assert run_checks(driver)["identity"].code == "PRINTER_ID_NOT_REPORTED"
+
+
+class GsICounting(EscposSim):
+    """The simulator, noting every ``GS I n`` it is asked."""
+
+    def __init__(self, **knobs: Any) -> None:
+        super().__init__(**knobs)
+        self.gs_i: list[int] = []
+
+    def _identity(self, n: int) -> bytes:
+        self.gs_i.append(n)
+        return super()._identity(n)
+
+
+def _timed(fn: Callable[[], Result]) -> tuple[Result, float]:
+    t0 = time.monotonic()
+    r = fn()
+    return r, time.monotonic() - t0
+
+
+def _identity_check(driver: EscposDriver) -> Result:
+    check = next(c for c in driver.checks() if c.name == "identity")
+    return call_with_timeout(functools.partial(check.run, ctx()), 10.0, "identity")
+
+
+def test_status_never_waits_for_gs_i_and_silence_is_remembered(tmp_path: Path) -> None:
+    """A printer that legally ignores GS I: no status waits for it; the identity check waits
+    once (the first silent GS I ends the asking) and the silence is remembered across
+    driver instances (processes) through the state file."""
+    sim = GsICounting(identity=False)
+    handle = sim.start()
+    wait = 1.0  # identity_timeout: what a status must never wait out
+    drivers = [make_driver(handle.url, tmp_path / "state", identity_timeout=Duration(wait)) for _ in range(2)]
+    try:
+        first, second = drivers
+        r, took = _timed(first.status)
+        assert r.code == "PRINTER_OK" and r.fields["model"] is None
+        assert took < wait and sim.gs_i == []
+        ident, took = _timed(lambda: _identity_check(first))
+        assert ident.code == "PRINTER_ID_NOT_REPORTED" and ident.fields["model"] is None
+        assert sim.gs_i == [1] and took < 2 * wait  # one silent GS I, not six
+        for driver in drivers:  # the same instance, and a new one (another process)
+            ident, took = _timed(lambda d=driver: _identity_check(d))
+            assert ident.code == "PRINTER_ID_NOT_REPORTED" and "remembered" in ident.message
+            assert took < wait and sim.gs_i == [1]
+            assert second.status().code == "PRINTER_OK"
+        # An old memory is asked again.
+        state = Path(str(first._counters.path if first._counters else ""))
+        saved = json.loads(state.read_text())
+        saved["identity"]["asked_unix"] -= 2 * 3600
+        state.write_text(json.dumps(saved))
+        third = make_driver(handle.url, tmp_path / "state", identity_timeout=Duration(0.2))
+        drivers.append(third)
+        assert _identity_check(third).code == "PRINTER_ID_NOT_REPORTED" and sim.gs_i == [1, 1]
+    finally:
+        for driver in drivers:
+            driver.close()
+        handle.stop()
+
+
+def test_identity_remembered_across_driver_instances(tmp_path: Path) -> None:
+    sim = GsICounting(model="TM-T20II", firmware="1.28")
+    handle = sim.start()
+    first = make_driver(handle.url, tmp_path / "state")
+    second = None
+    try:
+        assert first.status().fields["model"] is None
+        assert _identity_check(first).code == "PRINTER_ID_OK"
+        assert sim.gs_i == [1, 2, 3, 65, 66, 67]
+        assert first.status().fields["model"] == "EPSON TM-T20II"
+        first.close()
+        second = make_driver(handle.url, tmp_path / "state")  # a new process, say
+        r = second.status()
+        assert (r.fields["model"], r.fields["firmware"]) == ("EPSON TM-T20II", "1.28")
+        assert "(EPSON TM-T20II)" in r.message and len(sim.gs_i) == 6  # from the state file, not asked
+        second.print_lines(["kept"])  # a counter update keeps the remembered identity
+        saved = json.loads(Path(str(second._counters.path if second._counters else "")).read_text())
+        assert saved["lines_total"] > 0 and saved["identity"]["strings"]["67"] == "TM-T20II"
+        assert second.status().fields["firmware"] == "1.28"
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
+        handle.stop()
+
+
+def test_unwritable_state_dir_is_logged_once(rig: Start, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("", encoding="utf-8")
+    sim = EscposSim()
+    handle = sim.start()
+    driver = make_driver(handle.url, blocker / "state", name="unwritable")
+    try:
+        with caplog.at_level("WARNING", logger="posagent.drivers.escpos"):
+            results = run_checks(driver)  # identity and the slip's counters: two failed writes
+            assert results["slip"].code == "SLIP_OK" and results["identity"].code == "PRINTER_ID_OK"
+            with sim.lock:
+                sim.k["paper"] = "end"
+            assert driver.status().code == driver.status().code == "PAPER_END"  # two more
+        logged = [rec for rec in caplog.records if "cannot update" in rec.getMessage()]
+        assert len(logged) == 1, [rec.getMessage() for rec in logged]
+        assert "printer-unwritable.json" in logged[0].getMessage()
+    finally:
+        driver.close()
+        handle.stop()
 
 
 @pytest.mark.parametrize("knobs", [{"no_answer": "true"}, {"garbage": "true"}, {"no_answer": "true", "paper": "end"}])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from posagent.drivers.registry import DriverLoadError, load_driver
-from tests.conftest import run_cli
+from tests.conftest import free_port, run_cli
 
 ZH_ENV = {"LANG": "zh_CN.UTF-8", "LC_ALL": "", "LC_MESSAGES": ""}
 EN_ENV = {"LANG": "C.UTF-8", "LC_ALL": "", "LC_MESSAGES": ""}
@@ -85,3 +85,72 @@ def test_errors_follow_the_language() -> None:
     assert out.stderr.startswith("posagent：配置错误：/nonexistent/posagent.toml")
     out = run_cli("selftest", "--sim", "--only", "nosuch", env=ZH_ENV)
     assert out.returncode == 64 and "用法错误" in out.stderr
+
+
+def columns(out: str) -> list[list[str]]:
+    """The table's rows as cell texts, cut at the column spans of the '----' rule (CJK
+    characters are two columns wide); continuation lines joined to their row."""
+    lines = out.splitlines()
+    rule = lines[2]
+    spans, start = [], None
+    for i, ch in enumerate(rule + " "):
+        if ch == "-" and start is None:
+            start = i
+        elif ch != "-" and start is not None:
+            spans.append((start, i))
+            start = None
+    rows: list[list[str]] = []
+    for line in lines[3:-1]:
+        cells: list[str] = []
+        for ch in line:
+            cells += [ch, ""] if CJK.match(ch) or ch in "（）：，。；？“”" else [ch]
+        texts = ["".join(cells[a:b]).strip() for a, b in spans]
+        if texts[0]:
+            rows.append(texts)
+        else:
+            rows[-1] = [f"{old}{new}" if old and new and not old.endswith(" ") else old + new
+                        for old, new in zip(rows[-1], texts, strict=True)]
+    return rows
+
+
+def test_failing_devices_leave_no_english_sentence_in_the_chinese_table(write_config: Callable[..., Path]) -> None:
+    need_driver("escpos")
+    need_driver("nut")
+    need_driver("evdev-keypad")
+    port = free_port()
+    cfg = write_config('[[device]]\nname = "prn"\ndriver = "escpos"\nurl = "serial:///dev/ttyNOPE"\n'
+                       '[[device]]\nname = "kp"\ndriver = "evdev-keypad"\nurl = "evdev:///dev/input/nonexistent"\n'
+                       f'[[device]]\nname = "ups"\ndriver = "nut"\nurl = "nut://127.0.0.1:{port}/ups"\n'
+                       '[[device]]\nname = "paper"\ndriver = "escpos"\nurl = "sim://escpos?paper=end"\n'
+                       '[[device]]\nname = "web"\ndriver = "host"\nurl = "sim://host?status=503"\n')
+    out = run_cli("selftest", "--config", str(cfg), "--level", "internal", env=ZH_ENV)
+    assert out.returncode == 3, out.stderr
+    rows = columns(out.stdout)
+    details: dict[str, str] = {}
+    for row in rows:
+        details.setdefault(row[0], row[3])  # each device's first check: its status
+    assert details["prn"] == "打印机未连接：/dev/ttyNOPE 不存在（没插好？）"
+    assert details["kp"] == "找不到键盘：/dev/input/nonexistent 不存在（没插好？）"
+    assert details["ups"] == f"无法连接 upsd：127.0.0.1:{port} 拒绝连接"
+    assert details["paper"] == "缺纸"
+    assert re.fullmatch(r"127\.0\.0\.1:\d+ 返回 HTTP 503 错误", details["web"])
+    for row in rows:
+        # only proper names, paths and addresses are Latin: no two English words in a row
+        text = re.sub(r"\S*[/:.]\S*", "", row[3] + " " + row[4])
+        assert not re.search(r"[A-Za-z]{2,}[ ,]+[A-Za-z]{2,}", text), row
+        assert row[2] == "通过" or CJK.search(row[4]), row
+
+
+def test_config_errors_are_chinese_sentences_and_unchanged_in_english(write_config: Callable[..., Path]) -> None:
+    cfg = write_config('[[device]]\nname = "p"\ndriver = "escpso"\nurl = "serial:///dev/ttyS0"\ntimeuot = "5s"\n')
+    zh = run_cli("config", "check", str(cfg), env=ZH_ENV)
+    assert zh.returncode == 78, zh.stderr
+    assert "未知驱动“escpso”；是不是要写“escpos”？" in zh.stderr
+    assert ".timeuot：未知的配置项；是不是要写“timeout”？" in zh.stderr
+    assert "unknown" not in zh.stderr and "did you mean" not in zh.stderr
+    en = run_cli("config", "check", str(cfg), env=EN_ENV)
+    assert en.returncode == 78, en.stderr
+    assert "unknown driver 'escpso'; did you mean 'escpos'?" in en.stderr
+    assert ".timeuot: unknown key; did you mean 'timeout'?" in en.stderr and not CJK.search(en.stderr)
+    only = run_cli("selftest", "--sim", "--only", "recipt", env=ZH_ENV)
+    assert only.returncode == 64 and "（是不是要写“receipt”？）" in only.stderr and "valid" not in only.stderr

@@ -18,6 +18,7 @@ import pytest
 from posagent.drivers.base import CheckContext, Level, Result, Status
 from posagent.drivers.megatec import MegatecDriver
 from posagent.drivers.sim import SimHandle, start_sim
+from posagent.drivers.sim.base import ByteSimulator
 from posagent.drivers.ups_common import FIELD_NAMES
 from posagent.selftest.runner import Runner
 from tests.conftest import REPO, DriverBuilder, device_entry, device_set, hours_window, run_cli
@@ -113,6 +114,63 @@ def test_no_rating_means_no_charge_unless_configured(make, sim) -> None:
     assert abs(r.fields["battery_charge_pct"] - 45) <= 1.0
     r = status_of(make(sim(battery_pct=50).url, battery_voltage_low=22.0, battery_voltage_high=24.0))
     assert r.fields["battery_charge_pct"] == 70.0  # 23.4 V on a 22-24 V range
+
+
+class Q1Only(ByteSimulator):
+    """A healthy UPS that answers Q1 and nothing else: F and I get no reply at all."""
+
+    family = "q1-only"
+
+    def __init__(self, **knobs: Any) -> None:
+        super().__init__(**knobs)
+        self.commands: list[bytes] = []
+        self._pending = b""
+
+    def on_bytes(self, data: bytes) -> bytes:
+        *lines, self._pending = (self._pending + data).split(b"\r")
+        self.commands += lines
+        return b"".join(b"(230.1 230.1 229.8 021 50.0 25.0 24.0 00001001\r" for line in lines if line == b"Q1")
+
+
+def test_q1_only_ups_costs_the_f_wait_once(make, tmp_path: Path) -> None:
+    """F and I are not on the status path's critical wait: the first status of a UPS that
+    ignores them waits at most one short info_timeout (not F's and I's reply timeouts),
+    and the silence is remembered: later statuses, and a new driver (process), ask only Q1."""
+    ups = Q1Only()
+    handle = ups.start()
+    reply = 2.0  # reply_timeout: a status must never wait it out on this healthy unit
+    try:
+        drv = make(handle.url, reply_timeout=f"{reply}s")  # info_timeout: its default, 0.3 s
+        t0 = time.monotonic()
+        r = status_of(drv)
+        assert time.monotonic() - t0 < reply
+        assert (r.status, r.code) == (Status.OK, "UPS_OK"), r.message
+        assert r.fields["battery_charge_pct"] is None and r.fields["model"] is None  # no F: no estimate
+        assert ups.commands == [b"Q1", b"F"]  # I is not asked after F went unanswered
+        for other in (drv, make(handle.url, reply_timeout=f"{reply}s")):
+            t0 = time.monotonic()
+            assert status_of(other).code == "UPS_OK"
+            assert time.monotonic() - t0 < reply
+        assert ups.commands == [b"Q1", b"F", b"Q1", b"Q1"]
+        memo = json.loads((tmp_path / "ups-ups.json").read_text())
+        assert memo["silent"] == "F"
+        # A configured nominal voltage gives the estimate without F.
+        r = status_of(make(handle.url, battery_voltage_nominal=24.0))
+        assert r.fields["battery_charge_pct"] == 81.0  # (25.0 - 20.8) / 5.2
+    finally:
+        handle.stop()
+
+
+def test_unit_answering_f_and_i_forgets_an_old_silence(make, sim, tmp_path: Path) -> None:
+    (tmp_path / "ups-ups.json").write_text(json.dumps({"silent": "I", "asked_unix": time.time()}))
+    h = sim()
+    r = status_of(make(h.url))
+    assert r.fields["battery_charge_pct"] == 100.0 and r.fields["model"] is None  # I remembered silent
+    assert h.sim.commands == [b"Q1", b"F"]
+    (tmp_path / "ups-ups.json").write_text(json.dumps({"silent": "F", "asked_unix": time.time() - 7200}))
+    r = status_of(make(h.url))
+    assert r.fields["model"] == "SIMPOWER SIM-650VA" and h.sim.commands[2:] == [b"Q1", b"F", b"I"]
+    assert not (tmp_path / "ups-ups.json").exists()  # everything answered: nothing to remember
 
 
 def test_no_answer_is_unknown_not_ok(make, sim) -> None:

@@ -100,7 +100,9 @@ def test_status_over_usb(bus: dict[str, Any], tmp_path: Path) -> None:
     driver = make(tmp_path)
     r = driver.status()
     assert (r.status, r.code) == (Status.WARN, "PAPER_NEAR_END"), r.message
-    assert r.fields["model"] == "EPSON TM-T88V"
+    assert r.fields["model"] is None  # status() never asks GS I; nothing remembered yet
+    assert driver.read_identity().model == "EPSON TM-T88V"
+    assert driver.status().fields["model"] == "EPSON TM-T88V"
     assert dev.detached == [0]  # the kernel's usblp was detached to claim the interface
     assert {ep for ep, _ in dev.writes} == {0x01}  # OUT endpoint discovered from the descriptors
     assert driver.query(4) == 0x1E

@@ -344,4 +344,4 @@ def test_every_reason_token_has_a_phrase() -> None:
     for path in [*sorted((REPO / "drivers").glob("*.py")), *sorted((REPO / "selftest").glob("*.py"))]:
         used |= reason_tokens(path.read_text(encoding="utf-8"))
     assert len(used) > 20
-    assert used <= set(REASONS), f"reason tokens without a phrase in selftest/messages.py: {sorted(used - set(REASONS))}"
+    assert used <= set(REASONS), f"reason tokens without a phrase (selftest/messages.py): {sorted(used - set(REASONS))}"

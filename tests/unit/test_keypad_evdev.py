@@ -153,13 +153,32 @@ def test_status_reports_a_key_held_across_two_looks(bus: dict[str, FakeInputDevi
     driver = make("evdev://?name=POS Keypad", stuck_after="2s")
     now = [100.0]
     driver._clock = lambda: now[0]
-    assert driver.status().code == "KEYPAD_OK"
+    r = driver.status()  # the first look: down right now (a one-shot status cannot wait)
+    assert (r.status, r.code, r.measurements["held_keys"]) == (Status.WARN, "KEYPAD_KEY_HELD", "enter")
     now[0] = 101.0
-    assert driver.status().code == "KEYPAD_OK"
+    assert driver.status().code == "KEYPAD_KEY_HELD"  # still down, not yet stuck_after
     now[0] = 161.0
     r = driver.status()
     assert (r.status, r.code, r.measurements["stuck_keys"]) == (Status.FAIL, "KEYPAD_KEY_STUCK", "enter")
     assert "held down for over 61 s" in r.message
+
+
+def test_status_key_pressed_after_the_first_look_is_typing(bus: dict[str, FakeInputDevice], make: Any) -> None:
+    dev = bus["/dev/input/event7"]
+    dev.held = [[], [KEYS["KEY_KP5"]], [], [KEYS["KEY_KP5"]]]
+    driver = make("evdev://?name=POS Keypad", stuck_after="2s")
+    now = [100.0]
+    driver._clock = lambda: now[0]
+    assert driver.status().code == "KEYPAD_OK"
+    now[0] = 160.0
+    assert driver.status().code == "KEYPAD_OK"  # pressed between heartbeats: a cashier typing
+    now[0] = 220.0
+    assert driver.status().code == "KEYPAD_OK"
+    now[0] = 221.0
+    assert driver.status().code == "KEYPAD_OK"
+    now[0] = 224.0
+    r = driver.status()  # down at two looks 3 s apart: stuck, as before
+    assert (r.status, r.code, r.measurements["stuck_keys"]) == (Status.FAIL, "KEYPAD_KEY_STUCK", "5")
 
 
 def test_scan_grabs_and_releases(bus: dict[str, FakeInputDevice], make: Any) -> None:

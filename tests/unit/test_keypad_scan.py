@@ -3,9 +3,11 @@ pipe, SYN_DROPPED, partial records, skip/abort, and the driver on ``sim://keypad
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +29,7 @@ from posagent.drivers.keyscan import DEFAULT_KEYS, ScanOutcome, ScanState, parse
 from posagent.drivers.sim.keypad import KeypadSim, SimKeyDevice
 from posagent.selftest.devices import DeviceSet
 from posagent.selftest.runner import Runner
-from tests.conftest import DriverBuilder, device_entry, driver_of
+from tests.conftest import DriverBuilder, device_entry, driver_of, run_cli
 
 KP = {d: KEYS[f"KEY_KP{d}"] for d in "0123456789"}
 
@@ -234,6 +236,20 @@ def test_driver_internal_check_names_missing_keys(make: Any) -> None:
     assert (r["scan"].status, r["scan"].code) == (Status.OK, "KEYPAD_OK")  # the sim's keys still type
     _, driver = make("sim://keypad?keys=1,2,3", keys=["1", "2", "3"])
     assert driver.status().code == "KEYPAD_OK"
+
+
+def test_one_shot_status_reports_a_key_held_now(make: Any, write_config: Callable[..., Path]) -> None:
+    """One status call cannot wait stuck_after: a key down right now is reported at once."""
+    _, driver = make("sim://keypad?stuck=enter")
+    r = driver.status()
+    assert (r.status, r.code, r.measurements["held_keys"]) == (Status.WARN, "KEYPAD_KEY_HELD", "enter")
+    assert "held down right now" in r.message
+    _, calm = make("sim://keypad")
+    assert calm.status().code == "KEYPAD_OK"
+    cfg = write_config('[[device]]\nname = "keypad"\ndriver = "evdev-keypad"\nurl = "sim://keypad?stuck=enter"\n')
+    proc = run_cli("status", "--json", "--config", str(cfg))
+    dev = json.loads(proc.stdout)["devices"]["keypad"]
+    assert (proc.returncode, dev["status"], dev["code"]) == (1, "warn", "KEYPAD_KEY_HELD"), proc.stderr
 
 
 def test_driver_grabs_the_sim_and_skip_answer(make: Any) -> None:

@@ -161,3 +161,34 @@ def test_real_boot_id_is_read() -> None:
     if Path(schedule.BOOT_ID_PATH).exists():
         assert boot is not None and len(boot) == 36
     assert schedule.read_boot_id("/nonexistent/boot_id") is None
+
+
+def test_status_poll_never_more_often_than_needed() -> None:
+    assert schedule.poll_interval(ScheduleSection(), 60.0) == 10.0  # the default: every 10 s
+    assert schedule.poll_interval(ScheduleSection(status_poll=Duration(30.0)), 5.0) == 5.0  # a round per heartbeat
+    assert schedule.poll_interval(ScheduleSection(status_poll=Duration(2.0)), 300.0) == 2.0
+    assert schedule.poll_interval(ScheduleSection(status_poll=Duration(0.2)), 300.0) == 1.0  # floor
+
+
+def test_status_poll_is_a_checked_schedule_key(tmp_path: Path) -> None:
+    from posagent.config.errors import ConfigError
+    from posagent.config.loader import validate
+
+    cfg = validate({"schedule": {"status_poll": "15s"}}, str(tmp_path / "c.toml"))
+    assert cfg.schedule.status_poll == 15.0
+    assert validate({}, str(tmp_path / "c.toml")).schedule.status_poll == 10.0
+    with pytest.raises(ConfigError) as e:
+        validate({"schedule": {"status_poll": "500ms"}}, str(tmp_path / "c.toml"))
+    assert "schedule.status_poll" in str(e.value.problems)
+
+
+def test_a_catch_up_after_a_boot_waits_the_startup_delay() -> None:
+    boot = at(2027, 3, 1, 9, 15)
+    plan = schedule.plan_selftest(boot, SCHED, "SH-0042", at(2027, 2, 27, 3, 5), at(2027, 1, 1), TZ)
+    assert plan.trigger == "catch-up" and plan.at == boot
+    delay = schedule.startup_delay(True, SCHED, random.Random(5))
+    held = schedule.hold_back(plan, boot + dt.timedelta(seconds=delay))
+    assert held.trigger == "catch-up" and held.at == boot + dt.timedelta(seconds=delay) > boot
+    # a slot later than the hold is left alone
+    later = schedule.Plan(boot + dt.timedelta(hours=3), "scheduled")
+    assert schedule.hold_back(later, boot + dt.timedelta(seconds=delay)) == later
