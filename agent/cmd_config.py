@@ -12,9 +12,16 @@ def configure(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=type(p))
     check = sub.add_parser("check", help="validate a config file and report every problem")
     check.add_argument("file", nargs="?", help="config file (default: the agent's config)")
+    sub.add_parser("example", help="print the commented example config")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "example":
+        from posagent.config.loader import example_config_path
+
+        with open(example_config_path(), encoding="utf-8") as fh:
+            print(fh.read(), end="")
+        return 0
     from posagent.config import load_config, resolve_path
     from posagent.i18n import _
 

@@ -38,6 +38,11 @@ def resolve_path(cli_path: str | None) -> str:
     return cli_path or os.environ.get("POSAGENT_CONFIG") or DEFAULT_PATH
 
 
+def example_config_path() -> str:
+    """The packaged, commented example config."""
+    return str(resources.files("posagent.config").joinpath("example.toml"))
+
+
 def sim_config_path() -> str:
     """The packaged simulated-terminal config."""
     return str(resources.files("posagent.config").joinpath("sim.toml"))
@@ -50,7 +55,7 @@ def load_config(path: str, *, state_dir_override: str | None = None) -> Config:
             raw = tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError([problem(path, "", _("config file not found"),
-                                   _("create it (see config/example.toml) or pass --config FILE"))]) from None
+                                   _("create it from the example (posagent config example > FILE) or pass --config FILE"))]) from None
     except PermissionError:
         raise ConfigError([problem(path, "", _("config file is not readable by this user"),
                                    _("run as the posagent user or fix the file's permissions"))]) from None
@@ -171,9 +176,18 @@ def _devices(raw: Any, path: str, problems: list[str]) -> list[DeviceConfig]:
                 url = parse_url(raw_url)
             except ValueError as e:
                 problems.append(problem(path, f"{where}.url", str(e)))
-            if url is not None and cls is not None and url.scheme not in cls.schemes:
+            if url is not None and cls is not None and not cls.schemes:
+                problems.append(problem(path, f"{where}.url", _("driver '{name}' takes no URL").format(
+                    name=driver_name), _("remove the url line")))
+            elif url is not None and cls is not None and url.scheme not in cls.schemes:
                 problems.append(problem(path, f"{where}.url", _("driver '{name}' cannot use {scheme}: URLs").format(
                     name=driver_name, scheme=url.scheme), _("use {choices}").format(choices=", ".join(cls.schemes))))
+            elif url is not None and cls is not None and url.scheme == "sim" \
+                    and url.host != (cls.sim_family or cls.name):
+                family = cls.sim_family or cls.name
+                what = _("sim://{family} is not a simulated {driver} device").format(
+                    family=url.host, driver=driver_name)
+                problems.append(problem(path, f"{where}.url", what, _("use sim://{right}").format(right=family)))
         options = None
         if cls is not None:
             options = build(cls.Options, dev.get("options"), path, f"{where}.options", problems)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from posagent.config.errors import did_you_mean, problem
 from posagent.config.urls import DeviceURL
 from posagent.config.values import (
     Duration,
+    FormError,
     HourRange,
     parse_date,
     parse_duration,
@@ -169,7 +171,7 @@ def build(cls: type[T], raw: Any, file: str, keypath: str, problems: list[str]) 
         raw = {}
     if not isinstance(raw, dict):
         problems.append(problem(file, keypath, _got(_("a table"), type(raw).__name__),
-                                _("write it as [{table}]").format(table=keypath)))
+                                _("write it as [{table}]").format(table=re.sub(r"\[\d+\]( \([^)]*\))?", "", keypath))))
         return None
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
@@ -184,7 +186,8 @@ def build(cls: type[T], raw: Any, file: str, keypath: str, problems: list[str]) 
         try:
             kwargs[key] = convert_value(hints[key], value)
         except ValueError as e:
-            problems.append(problem(file, where, str(e), _("write {expected}").format(expected=_type_name(hints[key]))))
+            fix = "" if isinstance(e, FormError) else _("write {expected}").format(expected=_type_name(hints[key]))
+            problems.append(problem(file, where, str(e), fix))
             ok = False
     for name, f in fields.items():
         if (name not in kwargs and f.default is dataclasses.MISSING

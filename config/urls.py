@@ -97,9 +97,17 @@ def parse_url(raw: str) -> DeviceURL:
         raise ValueError(_("unknown URL scheme '{scheme}' ({suggestion})").format(
             scheme=scheme, suggestion=did_you_mean(scheme, SCHEMES)))
     parsed = urllib.parse.urlsplit(raw)
-    query = _query(parsed)
-    parser = _PARSERS[scheme]
-    return parser(raw, parsed, query)
+    try:
+        return _PARSERS[scheme](raw, parsed, _query(parsed))
+    except ValueError as e:
+        # Errors quote the URL; a password in it must not reach a terminal or the journal.
+        secret = parsed.password
+        if not secret:
+            raise
+        message = str(e)
+        for form in {secret, urllib.parse.unquote(secret)}:
+            message = message.replace(form, "***")
+        raise ValueError(message) from None
 
 
 def _serial(raw: str, p: urllib.parse.SplitResult, q: dict[str, str]) -> DeviceURL:

@@ -13,6 +13,11 @@ from typing import NewType
 
 from posagent.i18n import _
 
+
+class FormError(ValueError):
+    """A value error whose message already shows the expected form (no second hint needed)."""
+
+
 #: Seconds, written in config as "500ms", "60s", "30m", "2h", "1d" (or a bare number of seconds).
 Duration = NewType("Duration", float)
 
@@ -23,16 +28,16 @@ _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 def parse_duration(value: object) -> Duration:
     """'60s' -> 60.0; numbers are seconds."""
     if isinstance(value, bool):
-        raise ValueError(_('expected a duration like "60s" or "30m", got {value}').format(value=_("a boolean")))
+        raise FormError(_('expected a duration like "60s" or "30m", got {value}').format(value=_("a boolean")))
     if isinstance(value, int | float):
         if value < 0:
-            raise ValueError(_("a duration cannot be negative"))
+            raise FormError(_("a duration cannot be negative"))
         return Duration(float(value))
     if not isinstance(value, str):
-        raise ValueError(_('expected a duration like "60s" or "30m", got {value}').format(value=type(value).__name__))
+        raise FormError(_('expected a duration like "60s" or "30m", got {value}').format(value=type(value).__name__))
     m = _DURATION.match(value)
     if not m:
-        raise ValueError(_("'{value}' is not a duration; write it like {examples}").format(
+        raise FormError(_("'{value}' is not a duration; write it like {examples}").format(
             value=value, examples='"500ms", "60s", "30m", "2h"'))
     return Duration(float(m.group(1)) * _UNIT[m.group(2)])
 
@@ -40,7 +45,7 @@ def parse_duration(value: object) -> Duration:
 def parse_time_of_day(value: object) -> dt.time:
     """'03:00' -> time(3, 0)."""
     if not isinstance(value, str) or not re.fullmatch(r"\d{1,2}:\d{2}", value.strip()):
-        raise ValueError(_('expected a local time like "03:00", got {value}').format(value=repr(value)))
+        raise FormError(_('expected a local time like "03:00", got {value}').format(value=repr(value)))
     h, m = (int(p) for p in value.strip().split(":"))
     if h > 23 or m > 59:
         raise ValueError(_("'{value}' is not a valid time of day (00:00-23:59)").format(value=value))
@@ -65,12 +70,12 @@ class HourRange:
 
 def parse_hour_range(value: object) -> HourRange:
     if not isinstance(value, str) or value.count("-") != 1:
-        raise ValueError(_range_error(value))
+        raise FormError(_range_error(value))
     a, b = value.split("-")
     try:
         return HourRange(parse_time_of_day(a), parse_time_of_day(b))
     except ValueError:
-        raise ValueError(_range_error(value)) from None
+        raise FormError(_range_error(value)) from None
 
 
 def _range_error(value: object) -> str:
@@ -85,4 +90,4 @@ def parse_date(value: object) -> dt.date:
             return dt.date.fromisoformat(value.strip())
         except ValueError:
             pass
-    raise ValueError(_('expected a date like "2027-02-06", got {value}').format(value=repr(value)))
+    raise FormError(_('expected a date like "2027-02-06", got {value}').format(value=repr(value)))

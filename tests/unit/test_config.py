@@ -175,3 +175,41 @@ def test_bad_durations(bad: object) -> None:
 def test_hour_range_wraps_midnight() -> None:
     r = parse_hour_range("22:00-06:00")
     assert r.contains(dt.time(23, 0)) and r.contains(dt.time(5, 59)) and not r.contains(dt.time(12, 0))
+
+
+@pytest.mark.parametrize("text,where,fix", [
+    ('[[device]]\nname = "p"\ndriver = "escpos"\nurl = "sim://megatec"\n', "device[0] (p).url", "sim://escpos"),
+    ('[[device]]\nname = "k"\ndriver = "evdev-keypad"\nurl = "sim://escpos"\n', "device[0] (k).url", "sim://keypad"),
+    ('[[device]]\nname = "s"\ndriver = "system"\nurl = "sim://host"\n', "device[0] (s).url", "remove the url"),
+    ('[[device]]\nname = "p"\ndriver = "escpos"\nurl = "sim://escpos"\noptions = 5\n', "device[0] (p).options",
+     "[device.options]"),
+])
+def test_driver_url_and_options_shape(write_config, text: str, where: str, fix: str) -> None:
+    path = write_config(text)
+    with pytest.raises(ConfigError) as ei:
+        load_config(str(path))
+    (line,) = ei.value.problems
+    assert line.startswith(f"{path}: {where}: ") and fix in line, line
+
+
+def test_duration_error_gives_its_fix_once(write_config) -> None:
+    path = write_config('[agent]\nheartbeat_interval = "soon"\n')
+    with pytest.raises(ConfigError) as ei:
+        load_config(str(path))
+    assert ei.value.problems[0].count("60s") == 1, ei.value.problems[0]
+
+
+def test_url_errors_never_show_the_password(write_config) -> None:
+    path = write_config('[[device]]\nname = "u"\ndriver = "nut"\nurl = "nut://mon:S3CRETPW@127.0.0.1:99999/ups"\n')
+    proc = run_cli("config", "check", str(path))
+    assert proc.returncode == 78 and "S3CRETPW" not in proc.stderr and "***" in proc.stderr, proc.stderr
+
+
+def test_config_example_command_prints_a_valid_config(tmp_path: Path) -> None:
+    proc = run_cli("config", "example")
+    assert proc.returncode == 0 and "[[device]]" in proc.stdout
+    path = tmp_path / "ex.toml"
+    path.write_text(proc.stdout)
+    assert run_cli("config", "check", str(path)).returncode == 0
+    missing = run_cli("config", "check", str(tmp_path / "absent.toml"))
+    assert missing.returncode == 78 and "posagent config example" in missing.stderr

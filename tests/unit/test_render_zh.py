@@ -264,8 +264,7 @@ def test_config_errors_read_as_chinese_sentences() -> None:
     problems = config_problems()
     assert problems == [
         "/etc/posagent/posagent.toml：agent.heartbaet_interval：未知的配置项；是不是要写“heartbeat_interval”？",
-        '/etc/posagent/posagent.toml：agent.check_timeout：应为时长，例如 "60s" 或 "30m"，实际为 布尔值；'
-        '请写时长，例如 "60s"',
+        '/etc/posagent/posagent.toml：agent.check_timeout：应为时长，例如 "60s" 或 "30m"，实际为 布尔值',
         "/etc/posagent/posagent.toml：device[0] (p).driver：未知驱动“escpso”；是不是要写“escpos”？",
         "/etc/posagent/posagent.toml：device[0] (p).url：未知的串口设置“baud”（是不是要写“baudrate”？）",
     ]
@@ -276,7 +275,7 @@ def test_config_errors_stay_exactly_english_in_english() -> None:
     assert config_problems() == [
         "/etc/posagent/posagent.toml: agent.heartbaet_interval: unknown key; did you mean 'heartbeat_interval'?",
         '/etc/posagent/posagent.toml: agent.check_timeout: expected a duration like "60s" or "30m", got a '
-        'boolean; write a duration like "60s"',
+        'boolean',
         "/etc/posagent/posagent.toml: device[0] (p).driver: unknown driver 'escpso'; did you mean 'escpos'?",
         "/etc/posagent/posagent.toml: device[0] (p).url: unknown serial setting 'baud' (did you mean 'baudrate'?)",
     ]
