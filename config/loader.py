@@ -54,8 +54,8 @@ def load_config(path: str, *, state_dir_override: str | None = None) -> Config:
         with open(path, "rb") as fh:
             raw = tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError([problem(path, "", _("config file not found"),
-                                   _("create it from the example (posagent config example > FILE) or pass --config FILE"))]) from None
+        fix = _("create it from the example (posagent config example > FILE) or pass --config FILE")
+        raise ConfigError([problem(path, "", _("config file not found"), fix)]) from None
     except PermissionError:
         raise ConfigError([problem(path, "", _("config file is not readable by this user"),
                                    _("run as the posagent user or fix the file's permissions"))]) from None
