@@ -13,13 +13,12 @@ Status numbers follow the monitoring-plugins convention: 0 ok, 1 warn, 2 fail, 3
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import math
-import os
-import tempfile
 from typing import Any
+
+from posagent.drivers.statefile import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -210,19 +209,7 @@ def write_textfile(path: str, heartbeat: dict[str, Any]) -> None:
     global _last_error
     try:
         text = render(heartbeat)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)  # node_exporter reads it as another user
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_atomic(path, text, mode=0o644, make_dir=False)  # node_exporter reads it as another user
     except OSError as e:
         why = e.strerror or str(e)  # not str(e): it names the random temporary file
         if why != _last_error:

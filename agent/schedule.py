@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from posagent.config.model import ScheduleSection
 from posagent.drivers.base import Level
+from posagent.drivers.statefile import write_json
 
 log = logging.getLogger(__name__)
 
@@ -223,17 +224,7 @@ def _load_state(state_dir: str) -> dict[str, object]:
 def _save_state(state_dir: str, state: dict[str, object]) -> None:
     """Atomically: write a temp file, fsync, rename."""
     os.makedirs(state_dir, mode=0o750, exist_ok=True)
-    path = os.path.join(state_dir, _STATE_FILE)
-    tmp = f"{path}.tmp{os.getpid()}"
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(state, fh, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_json(os.path.join(state_dir, _STATE_FILE), state)
     except OSError as e:
         log.warning("cannot write schedule state in %s: %s", state_dir, e)
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass

@@ -22,14 +22,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
-import json
 import math
 import os
-import re
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+from posagent.drivers.statefile import read_json, state_path, write_json
 
 SCHEMA = 1
 _ID_STRING_MAX = 80
@@ -119,8 +118,7 @@ def _now() -> str:
 
 
 def counter_path(state_dir: str, device_name: str) -> str:
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", device_name) or "printer"
-    return os.path.join(state_dir, f"printer-{safe}.json")
+    return state_path(state_dir, "printer", device_name)
 
 
 class CounterStore:
@@ -130,12 +128,7 @@ class CounterStore:
         self.path = path
 
     def _load(self) -> dict[str, Any]:
-        try:
-            with open(self.path, encoding="utf-8") as fh:
-                raw = json.load(fh)
-        except (OSError, ValueError):
-            return {}  # absent, unreadable or corrupt: start over rather than fail the printer
-        return raw if isinstance(raw, dict) else {}
+        return read_json(self.path)  # absent or corrupt: start over rather than fail the printer
 
     def read(self) -> Counters:
         return Counters.from_json(self._load())
@@ -156,22 +149,10 @@ class CounterStore:
             os.close(fd)
 
     def _write(self, c: Counters, memo: IdentityMemo | None) -> None:
-        directory = os.path.dirname(self.path) or "."
-        fd, tmp = tempfile.mkstemp(prefix=".printer-", suffix=".tmp", dir=directory)
         data: dict[str, Any] = {"schema": SCHEMA, **asdict(c)}
         if memo is not None:
             data["identity"] = memo.to_json()
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, indent=1, sort_keys=True)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_json(self.path, data, indent=1)
 
     def update(self, change: Callable[[Counters], bool]) -> Counters:
         """Apply ``change`` under the lock; write only when it returns True. Raises OSError."""

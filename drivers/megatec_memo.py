@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import os
-import re
-import tempfile
+
+from posagent.drivers.statefile import read_json, state_path, write_json
 
 INFO_RETRY_S = 3600.0  # a remembered silent F or I is asked again after this long
 QUERIES = ("F", "I")
 
 
 def memo_path(state_dir: str, device_name: str) -> str:
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", device_name) or "ups"
-    return os.path.join(state_dir, f"ups-{safe}.json")
+    return state_path(state_dir, "ups", device_name)
 
 
 class SilenceMemo:
@@ -33,13 +31,7 @@ class SilenceMemo:
 
     def silent_from(self, now: float) -> str | None:
         """``"F"`` or ``"I"`` when that query went unanswered less than INFO_RETRY_S ago."""
-        try:
-            with open(self.path, encoding="utf-8") as fh:
-                raw = json.load(fh)
-        except (OSError, ValueError):
-            return None
-        if not isinstance(raw, dict):
-            return None
+        raw = read_json(self.path)
         command, when = raw.get("silent"), raw.get("asked_unix")
         if command not in QUERIES or not isinstance(when, int | float) or isinstance(when, bool):
             return None
@@ -51,17 +43,6 @@ class SilenceMemo:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
             return
-        directory = os.path.dirname(self.path) or "."
-        os.makedirs(directory, exist_ok=True)
         data = {"schema": 1, "silent": silent, "asked_unix": round(now, 3),
                 "asked_at": dt.datetime.fromtimestamp(now).astimezone().isoformat(timespec="seconds")}
-        fd, tmp = tempfile.mkstemp(prefix=".ups-", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, sort_keys=True)
-                fh.write("\n")
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_json(self.path, data)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from posagent.drivers.base import Status
+from posagent.drivers.statefile import write_atomic
 from posagent.i18n import _, language
 from posagent.selftest.hints import hint
 from posagent.selftest.messages import display_message
@@ -214,12 +215,4 @@ def short_lines(report: Report, ctx: VisitContext, columns: int = 32) -> list[st
 def write_report(path: str, report: Report, ctx: VisitContext) -> None:
     """Write the report file (format by extension); OSError if it cannot be written."""
     text = render_html(report, ctx) if report_format(path) == "html" else render_markdown(report, ctx)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, text, make_dir=False)
