@@ -14,7 +14,6 @@ SLIP_FAILED.
 
 from __future__ import annotations
 
-import datetime as dt
 import importlib.util
 import logging
 import threading
@@ -24,39 +23,27 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from posagent.config.values import Duration
-from posagent.drivers.base import Check, CheckContext, Driver, Level, Measurements, Missing, Result, Status
+from posagent.drivers.base import Check, Driver, Level, Measurements, Missing, Result, Status
 from posagent.drivers.errors import DeviceError, DeviceIOError, DeviceNotFound, DeviceTimeout, ProtocolError
 from posagent.drivers.escpos_counters import Counters, CounterStore, IdentityMemo, counter_path, ribbon_grade
-from posagent.drivers.escpos_slip import Job, SlipInfo, compose_lines, compose_slip
+from posagent.drivers.escpos_identity import IDENTITY_RETRY_S
+from posagent.drivers.escpos_jobs import GS_R_PAPER, OFFLINE_BIT, JobsMixin
+from posagent.drivers.escpos_slip import Job
 from posagent.drivers.escpos_status import (
     EOT_KINDS,
-    ID_BYTE_QUERIES,
-    ID_REPLY_MASK,
-    ID_STRING_END,
-    ID_STRING_MAX,
-    ID_STRING_QUERIES,
     EscposStatus,
     Finding,
-    Identity,
     check_eot_reply,
-    check_id_byte,
     decode_status,
     eot_query,
     grade,
-    gs_i,
-    identity_from,
-    is_eot_reply,
-    parse_id_string,
 )
 from posagent.i18n import N_
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+__all__ = ["GS_R_PAPER", "IDENTITY_RETRY_S", "OFFLINE_BIT", "EscposDriver", "EscposOptions"]
 
-IDENTITY_RETRY_S = 3600.0  # a printer that ignored GS I is asked again after this long
-GS_R_PAPER = b"\x1dr\x01"  # GS r 1: non-real-time, so its reply marks the end of a job
-OFFLINE_BIT = 0x08
-_MAX_JOB_POLLS = 10_000
 _WRITE_ERRORS: dict[str, str] = {}  # state file -> the last error logged: each is logged once per process
 
 
@@ -103,7 +90,7 @@ class EscposOptions:
         return 42 if self.paper_width_mm >= 70 else 32
 
 
-class EscposDriver(Driver):
+class EscposDriver(JobsMixin, Driver):
     name = "escpos"
     family = "printer"
     description = "ESC/POS receipt printer: real-time status, identity, test slip, paper and ribbon counters"
@@ -257,38 +244,6 @@ class EscposDriver(Driver):
         # check asks it; model/firmware come from what it remembered (state file).
         return self._graded(st, {"status_ms": ms})
 
-    def _maybe_identity(self, st: EscposStatus) -> None:
-        """For the test slip: ask GS I only when nothing is remembered (a remembered
-        silence is asked again after IDENTITY_RETRY_S), and only while online: an offline
-        printer holds GS I in its buffer."""
-        if st.offline or self._memo_answered() or self._silence_remembered():
-            return
-        try:
-            self.read_identity()
-        except DeviceError as e:  # identity is best effort; the status stands
-            log.info("%s: identity not read: %s", self._where(), e)
-
-    def _memo(self) -> IdentityMemo | None:
-        """What GS I gave when last asked: this instance's answer or the state file's, the newer."""
-        mine, stored = self._id_memo, self._stored_memo
-        if mine is None or (stored is not None and stored.asked_unix > mine.asked_unix):
-            return stored
-        return mine
-
-    def _memo_answered(self) -> bool:
-        memo = self._memo()
-        return memo is not None and memo.answered
-
-    def _silence_remembered(self) -> bool:
-        """GS I went unanswered less than IDENTITY_RETRY_S ago: do not wait for it again."""
-        memo = self._memo()
-        return memo is not None and not memo.answered and memo.age(time.time()) < IDENTITY_RETRY_S
-
-    @property
-    def _identity(self) -> Identity | None:
-        memo = self._memo()
-        return identity_from(memo.ids, memo.strings) if memo is not None and memo.answered else None
-
     def _graded(self, st: EscposStatus, m: Measurements, prefix: str = "") -> Result:
         counters = self._read_counters()
         findings = grade(st)
@@ -385,109 +340,6 @@ class EscposDriver(Driver):
         self._store(lambda store: store.add_printed(job.lines, job.length_mm(self.options.line_height_mm),
                                                     job.cuts))
 
-    # -- identity ----------------------------------------------------------------
-    def read_identity(self) -> Identity:
-        """GS I 1, 2, 3 and 65, 66, 67 up to the first one left unanswered (not an error);
-        remembered in this instance and in the state file."""
-        ids, strings = self._exchange(self._identity_on)
-        memo = IdentityMemo(ids, strings, time.time())
-        self._id_memo = memo
-        self._store(lambda store: store.remember_identity(memo))
-        return identity_from(ids, strings)
-
-    def _identity_on(self, s: Any) -> tuple[dict[int, int], dict[int, str]]:
-        timeout = self.options.identity_timeout
-        ids: dict[int, int] = {}
-        strings: dict[int, str] = {}
-        for n in (*ID_BYTE_QUERIES, *ID_STRING_QUERIES):
-            s.flush_input()
-            s.write(gs_i(n), timeout=timeout)
-            try:
-                if n in ID_BYTE_QUERIES:
-                    ids[n] = check_id_byte(n, s.read_exact(1, timeout))
-                else:
-                    strings[n] = parse_id_string(n, self._read_id_string(s, n, timeout))
-            except DeviceTimeout:
-                break  # a printer that ignores one GS I ignores the rest: spare their waits
-        return ids, strings
-
-    @staticmethod
-    def _read_id_string(s: Any, n: int, timeout: float) -> bytes:
-        deadline = time.monotonic() + timeout
-        out = bytearray()
-        for _ in range(ID_STRING_MAX + 2):
-            out += s.read_exact(1, max(0.0, deadline - time.monotonic()))
-            if out[-1] == ID_STRING_END and len(out) > 1:
-                return bytes(out)
-        raise ProtocolError(f"GS I {n}: no 00 terminator within {ID_STRING_MAX + 2} bytes",
-                            code="PRINTER_PROTOCOL_ERROR")
-
-    # -- jobs --------------------------------------------------------------------
-    def _run_job(self, s: Any, job: Job, deadline: float) -> str:
-        """Send a job, then GS r 1, and wait for its reply (the job is done), polling
-        DLE EOT 1 meanwhile. Returns "done", "offline" or "timeout"."""
-        s.flush_input()
-        s.write(job.data, timeout=max(0.5, deadline - time.monotonic()))
-        s.write(GS_R_PAPER, timeout=self.options.reply_timeout)
-        pending = 0
-        outcome = "timeout"
-        poll = min(0.25, self.options.reply_timeout)
-        for _ in range(_MAX_JOB_POLLS):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                b = s.read_exact(1, min(poll, remaining))[0]
-            except DeviceTimeout:
-                if pending < 4:  # at most a few real-time probes outstanding
-                    s.write(eot_query(1), timeout=self.options.reply_timeout)
-                    pending += 1
-                continue
-            if (b & ID_REPLY_MASK) == 0:
-                outcome = "done"
-                break
-            if not is_eot_reply(b):
-                raise ProtocolError(f"{self._where()}: byte 0x{b:02X} during a job is neither a "
-                                    "GS r nor a DLE EOT reply", code="PRINTER_PROTOCOL_ERROR")
-            pending -= 1
-            if b & OFFLINE_BIT:
-                outcome = "offline"
-                break
-        for _ in range(max(0, pending)):  # replies still due must not answer a later query
-            try:
-                s.read_exact(1, self.options.reply_timeout)
-            except DeviceTimeout:
-                break
-        return outcome
-
-    def _print(self, job: Job, deadline: float) -> tuple[str, EscposStatus | None]:
-        outcome = self._exchange(lambda s: self._run_job(s, job, deadline), retry=False)
-        if outcome == "done":
-            self._count(job)
-        try:
-            st = self.read_status()
-        except DeviceTimeout:
-            st = None
-        return outcome, st
-
-    def print_lines(self, lines: list[str]) -> None:
-        """Print plain text lines, feed and cut (for a visit report). Raises DeviceError
-        when the printer is not ready, the link drops, or the job does not finish."""
-        o: EscposOptions = self.options
-        st = self.read_status()
-        bad = [f for f in grade(st) if f.status >= Status.FAIL]
-        if bad:
-            raise DeviceError(f"{self._where()} not ready: {bad[0].message}", code=bad[0].code, status="fail")
-        job = compose_lines(lines, columns=o.line_columns, encoding=o.text_encoding, feed_lines=o.feed_lines,
-                            cut=o.cut)
-        outcome, after = self._print(job, time.monotonic() + o.job_timeout)
-        if outcome != "done":
-            worst = grade(after) if after is not None else []
-            why = worst[0].message if worst else f"no end-of-job answer ({outcome})"
-            raise DeviceError(f"{self._where()}: printing did not finish: {why}",
-                              code=worst[0].code if worst else "SLIP_NOT_CONFIRMED",
-                              status="fail" if worst else "unknown")
-
     # -- checks ------------------------------------------------------------------
     def checks(self) -> list[Check]:
         return [
@@ -495,74 +347,6 @@ class EscposDriver(Driver):
             Check("identity", Level.INTERNAL, self._check_identity, "model and firmware (GS I)"),
             Check("slip", Level.EXTERNAL, self._check_slip, "print a test slip and confirm the printer is ready"),
         ]
-
-    def _check_identity(self, ctx: CheckContext) -> Result:
-        st = self.read_status()
-        if st.offline:
-            return Result.ok("PRINTER_ID_NOT_READ", "identity not read: the printer is offline and answers "
-                             "GS I only when online (see the status check)")
-        self._read_counters()  # refresh what the state file remembers
-        memo = self._memo()
-        if memo is not None and self._silence_remembered():
-            asked = dt.datetime.fromtimestamp(memo.asked_unix).astimezone().strftime("%H:%M")
-            return Result.ok("PRINTER_ID_NOT_REPORTED", "the printer answers status but not GS I (model and "
-                             f"firmware not reported; remembered from {asked}, asked again after "
-                             f"{IDENTITY_RETRY_S / 3600:g} h)", fields={"model": None, "firmware": None})
-        ident = self.read_identity()
-        fields = {"model": ident.model, "firmware": ident.firmware_text, **ident.type_flags}
-        if not ident.answered:
-            return Result.ok("PRINTER_ID_NOT_REPORTED", "the printer answers status but not GS I "
-                             "(model and firmware not reported)", fields=fields)
-        parts = [ident.model or "model not reported", f"firmware {ident.firmware_text or 'not reported'}"]
-        parts += [name.replace("_", " ") for name, on in ident.type_flags.items() if on]
-        return Result.ok("PRINTER_ID_OK", ", ".join(parts), fields=fields)
-
-    def _check_slip(self, ctx: CheckContext) -> Result:
-        o: EscposOptions = self.options
-        st = self.read_status()
-        before = self._graded(st, {})
-        if before.status >= Status.FAIL or st.offline:
-            before.message = "test slip not printed: " + before.message
-            return before
-        self._maybe_identity(st)
-        from posagent._version import __version__
-
-        ident = self._identity
-        info = SlipInfo(terminal_id=ctx.terminal_id or self.env.terminal_id,
-                        local_time=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-                        agent_version=__version__, model=ident.model if ident else None,
-                        firmware=ident.firmware_text if ident else None, results=dict(ctx.results),
-                        device_name=self.device.name)
-        try:
-            job = compose_slip(info, columns=o.line_columns, qr=o.slip_qr and not o.impact,
-                               feed_lines=o.feed_lines, cut=o.cut)
-        except ImportError as e:
-            return Result.unknown("SLIP_FAILED", f"cannot compose the test slip: {e}",
-                                  measurements={"package": e.name} if e.name else {})
-        margin = 4 * o.reply_timeout + 0.2  # keep time for the status read after the job
-        deadline = min(time.monotonic() + o.job_timeout, ctx.deadline - margin)
-        t0 = time.perf_counter()
-        try:
-            outcome, after = self._print(job, deadline)
-        except DeviceIOError as e:
-            return Result.fail("SLIP_INTERRUPTED", f"link to the printer lost during the test slip: {e}",
-                               measurements={"slip_bytes": len(job.data)})
-        m: Measurements = {"slip_bytes": len(job.data), "slip_ms": round((time.perf_counter() - t0) * 1000.0, 1)}
-        if after is None:
-            return Result.unknown("SLIP_NOT_CONFIRMED", "the printer stopped answering after the test slip",
-                                  measurements=m)
-        result = self._graded(after, m)
-        if outcome == "done":
-            if result.status == Status.OK:
-                return Result.ok("SLIP_OK", "test slip printed" + (" and cut" if job.cuts else "")
-                                 + "; printer ready", measurements=result.measurements, fields=result.fields)
-            result.message = "after the test slip: " + result.message
-            return result
-        if result.status != Status.OK:
-            result.message = "while printing the test slip: " + result.message
-            return result
-        return Result.unknown("SLIP_NOT_CONFIRMED", "the printer did not report the end of the test slip "
-                              f"({outcome}) although it reports ready", measurements=m, fields=result.fields)
 
     def close(self) -> None:
         got = self._lock.acquire(timeout=2.0)

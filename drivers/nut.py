@@ -213,7 +213,8 @@ class UpsdClient:
             reply = self.command("STARTTLS")
         except NutError as e:
             if e.token.startswith("FEATURE-NOT"):
-                raise DeviceError(f"{self.where} has no TLS ({e.token}): configure CERTFILE in upsd.conf "
+                raise DeviceError(f"{self.where} has no TLS ({e.token}): configure CERTFILE (OpenSSL builds) or "
+                                  "CERTPATH and CERTIDENT (NSS builds, e.g. Debian's) in upsd.conf, "
                                   "or set starttls = false", code="UPSD_TLS_UNAVAILABLE",
                                   measurements={**self._facts("no_tls"), "nut_error": e.token}) from None
             raise

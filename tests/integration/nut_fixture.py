@@ -198,10 +198,10 @@ def _drain(p: subprocess.Popen[bytes]) -> None:
         pass
 
 
-def _started(root: Path) -> Iterator[NutServer]:
+def _started(root: Path, kind: type[NutServer] = NutServer) -> Iterator[NutServer]:
     need_binary(UPSD, "nut-server")
     need_binary(DUMMY_UPS, "nut-server")
-    server = NutServer(root)
+    server = kind(root)
     root.mkdir()
     try:
         server.start()
