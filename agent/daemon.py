@@ -50,21 +50,6 @@ STOP_GRACE = 5.0  # seconds a running check may take to finish on SIGTERM before
 WALL_RECHECK = 60.0  # re-read the wall clock at least this often (clock steps, DST)
 
 
-def open_outbox(config: Config) -> Outbox:
-    up = config.upstream
-    return Outbox(config.agent.state_dir, max_bytes=int(up.spool_max_mb * 2**20), max_age=float(up.spool_max_age))
-
-
-def make_upstream(config: Config, policy: RetryPolicy | None = None) -> tuple[Upstream | None, str | None]:
-    """(upstream, problem): no URL configured is (None, None); a bad setting is (None, reason)."""
-    if not config.upstream.url:
-        return None, None
-    try:
-        return Upstream(config.upstream, policy=policy or RetryPolicy()), None
-    except UpstreamError as e:
-        return None, str(e)
-
-
 def status_round(runner: Runner, config: Config) -> tuple[DeviceResults, dict[str, Any]]:
     from posagent.drivers.system import snapshot
 
@@ -75,45 +60,6 @@ def status_round(runner: Runner, config: Config) -> tuple[DeviceResults, dict[st
         log.warning("system figures unavailable: %s", e)
         system = {}
     return results, system
-
-
-def export_prometheus(path: str, heartbeat: dict[str, Any]) -> None:
-    """posagent.prom.write_textfile if that module is installed; never raises."""
-    try:
-        prom = importlib.import_module("posagent.prom")
-    except ImportError:
-        log.debug("posagent.prom not available: no textfile export")
-        return
-    try:
-        prom.write_textfile(path, heartbeat)
-    except Exception as e:
-        log.warning("prometheus textfile %s not written: %s", path, e)
-
-
-def history_status(state_dir: str, devices: dict[str, Any]) -> None:
-    """Let the history count paper-end / on-battery events seen between self-tests."""
-    try:
-        history = importlib.import_module("posagent.history")
-    except ImportError:
-        return
-    record = getattr(history, "record_status", None)
-    if record is None:
-        return
-    try:
-        record(state_dir, devices)
-    except Exception as e:
-        log.warning("history: device flags not recorded: %s", e)
-
-
-def record_history(config: Config, report: Any) -> None:
-    try:
-        history = importlib.import_module("posagent.history")
-    except ImportError:
-        return
-    try:
-        history.record_selftest(config, report)
-    except Exception as e:
-        log.warning("self-test not recorded in the history: %s", e)
 
 
 def just_booted(state_dir: str) -> bool:
@@ -384,139 +330,6 @@ class Daemon:
         else:
             self._commit_selftest(job)
 
-    # -- commits ----------------------------------------------------------------------
-    def _commit(self, kind: str, finalize: Any) -> dict[str, Any] | None:
-        assert self.outbox is not None
-        try:
-            message: dict[str, Any] = self.outbox.commit(kind, finalize)
-        except OutboxError as e:
-            log.error("%s not saved: %s", kind, e)
-            self.state.last_error = str(e)
-            return None
-        if self.delivery is not None:
-            self.delivery.notify_new()
-        return message
-
-    def _commit_heartbeat(self, results: DeviceResults, system: dict[str, Any]) -> None:
-        from posagent import messages
-
-        message = self._commit("heartbeat", messages.heartbeat(self.config, results, system, self.state))
-        if message is None:
-            return
-        self.heartbeats += 1
-        history_status(self.config.agent.state_dir, message["devices"])
-        if self.config.export.prometheus_textfile:
-            export_prometheus(self.config.export.prometheus_textfile, message)
-        self._status_line(results)
-
-    def _commit_event(self, change: Change) -> None:
-        from posagent import messages
-
-        log.info("device %s: %s -> %s %s (%s)", change.device,
-                 change.previous.status.label if change.previous else "?", change.current.status.label,
-                 change.current.code, change.current.message)
-        results = self.changes.latest()
-        self._commit("event", messages.event(self.config, change.device, change.driver, change.current,
-                                             change.previous, results, change.suppressed, self.state))
-
-    def _commit_selftest(self, job: Job) -> None:
-        from posagent import messages
-        from posagent.selftest.render import report_json
-
-        report = job.result
-        log.info("self-test finished: %s in %.0f ms", report.status.label, report.duration_ms)
-        self._commit("selftest", messages.selftest(self.config, report_json(report), job.trigger, job.reason,
-                                                   self.state))
-        record_history(self.config, report)
-
-    def _status_line(self, results: DeviceResults) -> None:
-        """The one line `systemctl status` shows."""
-        counts: dict[str, int] = {}
-        for _drv, r in results.values():
-            counts[r.status.label] = counts.get(r.status.label, 0) + 1
-        worst = max((r.status for _d, r in results.values()), default=Status.UNKNOWN).label
-        text = f"{worst}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-        if self.outbox is not None:
-            try:
-                stats = self.outbox.stats()
-            except Exception as e:  # a status line must never cost the loop
-                log.debug("outbox stats: %s", e)
-            else:
-                text += f"; outbox {stats.backlog} waiting"
-                if stats.dropped_total:
-                    text += f", {stats.dropped_total} dropped"
-                if stats.rejected:
-                    text += f", {stats.rejected} rejected"
-                if stats.refused:
-                    text += f", {stats.refused} refused"
-                text += f"; last delivery {stats.last_success_at or 'never'}"
-        if self.state.last_error:
-            text += f"; {self.state.last_error}"
-        self.notifier.status(text)
-
-    # -- reload and stop --------------------------------------------------------------
-    def _reload(self) -> None:
-        """Load the new config; if it is good, close the old devices in a thread (the loop
-        goes on pinging) and switch in ``_finish_reload`` once they are closed or given up."""
-        self.notifier.reloading()
-        try:
-            new = self._reload_fn()
-        except ConfigError as e:
-            for line in e.problems:
-                log.error("reload failed, keeping the old config: %s", line)
-            self.notifier.ready(status="reload failed: config error, old config kept (see the log)")
-            return
-        except Exception as e:
-            log.error("reload failed, keeping the old config: %s: %s", type(e).__name__, e)
-            self.notifier.ready(status="reload failed, old config kept")
-            return
-        devices, self.devices, self.runner = self.devices, None, None
-        closer = threading.Thread(target=devices.close if devices is not None else (lambda: None),
-                                  name="close-devices", daemon=True)
-        closer.start()
-        self._closing = (closer, time.monotonic() + STOP_GRACE, new)
-        self._wake.set()
-
-    def _finish_reload(self, now: float) -> None:
-        if self._closing is None:
-            return
-        closer, deadline, new = self._closing
-        if closer.is_alive() and now < deadline:
-            return
-        self._closing = None
-        if closer.is_alive():
-            log.warning("reload: a device did not close within %g s; it is left behind", STOP_GRACE)
-        old = self.config
-        self.config = new
-        self._open(new)
-        if new.agent.state_dir != old.agent.state_dir:
-            if self.delivery is not None:
-                self.delivery.stop(STOP_GRACE)
-            if self.outbox is not None:
-                self.outbox.close()
-            try:
-                self.outbox = open_outbox(new)
-            except OutboxError as e:
-                log.error("%s; keeping the old state dir", e)
-                self.config = dataclasses.replace(new, agent=dataclasses.replace(new.agent,
-                                                                                  state_dir=old.agent.state_dir))
-                self.outbox = open_outbox(self.config)
-            self._start_delivery(self.config)
-        else:
-            assert self.outbox is not None and self.delivery is not None
-            self.outbox.set_limits(int(new.upstream.spool_max_mb * 2**20), float(new.upstream.spool_max_age))
-            upstream, problem = make_upstream(new)
-            if problem:
-                log.error("upstream not usable: %s; reports are kept in the outbox", problem)
-            self.state.last_error = problem
-            self.delivery.replace_upstream(upstream)
-        self.changes.reset(float(new.schedule.event_dedupe))
-        self._latest = None
-        self._plan_selftest()
-        now = time.monotonic()  # a heartbeat at once shows the new config took (after any startup hold)
-        self._next_hb = self._next_poll = max(now, self._hold_until)
-        log.info("config reloaded from %s", new.path)
-        self.notifier.ready(status="config reloaded")
 
     def _shutdown(self) -> None:
         self.notifier.stopping(status="stopping")
