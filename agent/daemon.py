@@ -13,14 +13,13 @@ systemd watchdog while it is alive and no job is wedged (``posagent.jobs``), and
 SIGTERM (graceful stop, exit 0) and SIGHUP (reload; a bad new config is logged and the old
 one kept; the old devices are closed in a thread while the loop goes on). After a system
 boot, heartbeats, the outbox backlog and a catch-up self-test wait ``startup_jitter``.
-Every wait is an Event wait.
+Every wait is an Event wait. The reports (commits, status line) live in ``daemon_reports``,
+the reload in ``daemon_reload``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import importlib
 import logging
 import random
 import signal
@@ -30,23 +29,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from posagent.changes import Change, ChangeTracker
-from posagent.config.errors import ConfigError
+from posagent.changes import ChangeTracker
 from posagent.config.model import Config
+from posagent.daemon_reload import STOP_GRACE, ReloadMixin, make_upstream, open_outbox
+from posagent.daemon_reports import ReportsMixin, export_prometheus, history_status, record_history
 from posagent.delivery import Delivery, DeliveryPolicy
-from posagent.drivers.base import Level, Status
+from posagent.drivers.base import Level
 from posagent.jobs import Job, selftest_bound, status_bound
 from posagent.messages import AgentState, DeviceResults
 from posagent.outbox import Outbox, OutboxError
 from posagent.sdnotify import Notifier
 from posagent.selftest.devices import DeviceSet
 from posagent.selftest.runner import Runner
-from posagent.upstream import RetryPolicy, Upstream, UpstreamError
 
 log = logging.getLogger("posagent.daemon")
+__all__ = ["EX_CANTCREAT", "STOP_GRACE", "WALL_RECHECK", "Daemon", "Polled", "export_prometheus", "history_status",
+           "just_booted", "make_upstream", "open_outbox", "record_history", "status_round"]
 
 EX_CANTCREAT = 73
-STOP_GRACE = 5.0  # seconds a running check may take to finish on SIGTERM before it is abandoned
 WALL_RECHECK = 60.0  # re-read the wall clock at least this often (clock steps, DST)
 
 
@@ -78,7 +78,7 @@ class Polled:
     at: float  # time.monotonic()
 
 
-class Daemon:
+class Daemon(ReportsMixin, ReloadMixin):
     def __init__(self, config: Config, reload: Callable[[], Config], *, notifier: Notifier | None = None,
                  delivery_policy: DeliveryPolicy | None = None,
                  clock: Callable[[], dt.datetime] = lambda: dt.datetime.now().astimezone(),
@@ -330,7 +330,7 @@ class Daemon:
         else:
             self._commit_selftest(job)
 
-
+    # -- stop -------------------------------------------------------------------------
     def _shutdown(self) -> None:
         self.notifier.stopping(status="stopping")
         job = self._job

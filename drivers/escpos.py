@@ -3,7 +3,8 @@
 Status is the agent's own: flush stale input, send ``DLE EOT n`` (n = 1..4), read exactly
 one byte with a deadline, validate its fixed bits, decode bit by bit
 (``escpos_status``). python-escpos is used only to compose the test slip. The stream
-stays open between calls and is reopened after an I/O error (once per call).
+stays open between calls and is reopened after an I/O error (once per call). The identity
+(GS I) lives in ``escpos_identity``, printing (jobs, test slip) in ``escpos_jobs``.
 
 Codes: PRINTER_OK; warn: PAPER_NEAR_END, PRINTER_OVERHEAT (auto-recoverable error),
 RIBBON_WORN; fail: PRINTER_OFFLINE, PRINTER_COVER_OPEN, PAPER_END, CUTTER_ERROR,
