@@ -160,3 +160,16 @@ def daemon_config(path: Path, terminal: str, url: str, *, heartbeat_interval: st
               ACQUIRER, SYSTEM if system else "", devices]
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+def door_device(port: int) -> str:
+    """A [[device]] the test can take away: a host check of a loopback port it listens on."""
+    return f"""
+[[device]]
+name = "door"
+driver = "host"
+url = "tcp://127.0.0.1:{port}"
+[device.options]
+tries = 1
+connect_timeout = "1s"
+"""

@@ -15,7 +15,7 @@ from jsonschema import Draft202012Validator
 
 from posagent.messages import load_schema
 from tests.integration.collector import Collector, Received
-from tests.integration.daemon_proc import DaemonProc, daemon_config
+from tests.integration.daemon_proc import DaemonProc, daemon_config, door_device
 
 
 def kind(r: Received, name: str) -> bool:
@@ -38,15 +38,7 @@ def test_catch_up_selftest_and_status_change_event(tmp_path: Path) -> None:
         cfg = daemon_config(tmp_path / "posagent.toml", "SIM-REPORTS", c.url, system=False,
                             schedule=['event_dedupe = "1s"', f"blackout_dates = [{blackout}]"],
                             sections=f'[export]\nprometheus_textfile = "{tmp_path / "posagent.prom"}"\n',
-                            devices=f"""
-[[device]]
-name = "door"
-driver = "host"
-url = "tcp://127.0.0.1:{port}"
-[device.options]
-tries = 1
-connect_timeout = "1s"
-""")
+                            devices=door_device(port))
         with door, DaemonProc(["--config", str(cfg)], tmp_path) as d:
             assert c.wait_for(lambda rs: any(kind(r, "selftest") for r in rs), 60.0), d.stderr()
             assert c.wait_for(lambda rs: sum(kind(r, "heartbeat") for r in rs) >= 2, 30.0), d.stderr()

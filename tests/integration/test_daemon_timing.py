@@ -33,7 +33,7 @@ from posagent.outbox import Outbox, Stats
 from posagent.sdnotify import Notifier
 from posagent.selftest.devices import DeviceSet
 from tests.integration.collector import Collector, Received
-from tests.integration.daemon_proc import DaemonProc, NotifyListener, daemon_config
+from tests.integration.daemon_proc import DaemonProc, NotifyListener, daemon_config, door_device
 
 
 @pytest.fixture
@@ -118,15 +118,7 @@ def test_a_status_change_is_an_event_at_the_next_poll_not_the_next_heartbeat(tmp
     door.listen(16)
     port = door.getsockname()[1]
     cfg = daemon_config(tmp_path / "posagent.toml", "SIM-POLL", collector.url, heartbeat_interval="1h",
-                        system=False, schedule=['event_dedupe = "1s"', 'status_poll = "1s"'], devices=f"""
-[[device]]
-name = "door"
-driver = "host"
-url = "tcp://127.0.0.1:{port}"
-[device.options]
-tries = 1
-connect_timeout = "1s"
-""")
+                        system=False, schedule=['event_dedupe = "1s"', 'status_poll = "1s"'], devices=door_device(port))
     with door, DaemonProc(["--config", str(cfg)], tmp_path) as d:
         assert collector.wait_for(lambda rs: any(kind(r, "heartbeat") for r in rs), 30.0), d.stderr()
         door.close()  # ok -> fail, an hour before the next heartbeat

@@ -12,6 +12,7 @@ import pytest
 
 from posagent.drivers.registry import DriverLoadError, load_driver
 from tests.conftest import free_port, run_cli
+from tests.unit.test_render_zh import spans as column_spans
 
 ZH_ENV = {"LANG": "zh_CN.UTF-8", "LC_ALL": "", "LC_MESSAGES": ""}
 EN_ENV = {"LANG": "C.UTF-8", "LC_ALL": "", "LC_MESSAGES": ""}
@@ -91,14 +92,7 @@ def columns(out: str) -> list[list[str]]:
     """The table's rows as cell texts, cut at the column spans of the '----' rule (CJK
     characters are two columns wide); continuation lines joined to their row."""
     lines = out.splitlines()
-    rule = lines[2]
-    spans, start = [], None
-    for i, ch in enumerate(rule + " "):
-        if ch == "-" and start is None:
-            start = i
-        elif ch != "-" and start is not None:
-            spans.append((start, i))
-            start = None
+    spans = column_spans(lines[2])
     rows: list[list[str]] = []
     for line in lines[3:-1]:
         cells: list[str] = []
