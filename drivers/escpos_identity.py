@@ -45,19 +45,19 @@ class IdentityMixin:
 
     if TYPE_CHECKING:  # provided by EscposDriver
         def _where(self) -> str:
-            raise NotImplementedError
+            ...  # declared for mypy; the driver class provides it
 
         def _exchange(self, fn: Callable[[Any], T], *, retry: bool = True) -> T:
-            raise NotImplementedError
+            ...  # declared for mypy; the driver class provides it
 
         def _store(self, update: Callable[[CounterStore], object]) -> None:
-            raise NotImplementedError
+            ...  # declared for mypy; the driver class provides it
 
         def _read_counters(self) -> object:
-            raise NotImplementedError
+            ...  # declared for mypy; the driver class provides it
 
         def read_status(self) -> EscposStatus:
-            raise NotImplementedError
+            ...  # declared for mypy; the driver class provides it
 
     def _maybe_identity(self, st: EscposStatus) -> None:
         """For the test slip: ask GS I only when nothing is remembered (a remembered

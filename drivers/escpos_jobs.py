@@ -34,10 +34,10 @@ class JobsMixin(IdentityMixin):
 
     if TYPE_CHECKING:  # provided by EscposDriver
         def _graded(self, st: EscposStatus, m: Measurements, prefix: str = "") -> Result:
-            raise NotImplementedError
+            ...  # declared for mypy; the driver class provides it
 
         def _count(self, job: Job) -> None:
-            raise NotImplementedError
+            ...  # declared for mypy; the driver class provides it
 
     def _run_job(self, s: Any, job: Job, deadline: float) -> str:
         """Send a job, then GS r 1, and wait for its reply (the job is done), polling
