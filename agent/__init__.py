@@ -4,6 +4,6 @@ The package is kept import-light: importing ``posagent`` pulls nothing heavy so 
 ``posagent --version`` starts at interpreter speed.
 """
 
-from posagent._version import __version__
+from posagent.core.version import __version__
 
 __all__ = ["__version__"]

@@ -6,9 +6,9 @@ key and value), so a zh-CN user reads Chinese sentences; in English the text is 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from posagent.core.i18n import _, did_you_mean
 
-from posagent.i18n import _
+__all__ = ["ConfigError", "did_you_mean", "problem"]
 
 
 class ConfigError(Exception):
@@ -24,14 +24,3 @@ def problem(file: str, key: str, what: str, fix: str = "") -> str:
     line = _("{file}: {key}: {what}").format(file=file, key=key, what=what) if key else \
         _("{file}: {what}").format(file=file, what=what)
     return _("{problem}; {fix}").format(problem=line, fix=fix) if fix else line
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """A 'did you mean' suggestion, or the list of valid choices."""
-    import difflib
-
-    choices = sorted(choices)
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    if close:
-        return _("did you mean '{choice}'?").format(choice=close[0])
-    return _("valid: {choices}").format(choices=", ".join(choices))

@@ -25,7 +25,7 @@ from posagent.config.model import (
     build,
 )
 from posagent.config.urls import parse_url
-from posagent.i18n import _
+from posagent.core.i18n import _
 
 DEFAULT_PATH = "/etc/posagent/posagent.toml"
 _SECTIONS = {"agent": AgentSection, "schedule": ScheduleSection, "upstream": UpstreamSection,
@@ -120,7 +120,7 @@ def _check_upstream(up: UpstreamSection, path: str, problems: list[str]) -> None
 
 
 def _devices(raw: Any, path: str, problems: list[str]) -> list[DeviceConfig]:
-    from posagent.drivers.registry import available_drivers, load_driver
+    from posagent.core.registry import available_drivers, load_driver
 
     if not isinstance(raw, list):
         problems.append(problem(path, "device", _("devices are written as [[device]] tables"),

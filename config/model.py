@@ -26,7 +26,7 @@ from posagent.config.values import (
     parse_hour_range,
     parse_time_of_day,
 )
-from posagent.i18n import N_, _
+from posagent.core.i18n import N_, _
 
 T = TypeVar("T")
 

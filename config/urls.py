@@ -18,7 +18,8 @@ import re
 import urllib.parse
 from dataclasses import dataclass, field
 
-from posagent.i18n import _
+from posagent.core.i18n import _, did_you_mean
+from posagent.core.registry import SIMS, load_plugin
 
 SCHEMES = ("serial", "tcp", "usb", "evdev", "nut", "pcsc", "https", "http", "sim")
 
@@ -92,8 +93,6 @@ def parse_url(raw: str) -> DeviceURL:
             url=raw, example="serial:///dev/ttyS0 or tcp://host:9100"))
     scheme = m.group(1).lower()
     if scheme not in SCHEMES:
-        from posagent.config.errors import did_you_mean
-
         raise ValueError(_("unknown URL scheme '{scheme}' ({suggestion})").format(
             scheme=scheme, suggestion=did_you_mean(scheme, SCHEMES)))
     parsed = urllib.parse.urlsplit(raw)
@@ -121,9 +120,7 @@ def _serial(raw: str, p: urllib.parse.SplitResult, q: dict[str, str]) -> DeviceU
     for k, v in q.items():
         conv = SERIAL_KEYS.get(k)
         if conv is None:
-            from posagent.config.errors import did_you_mean
-
-            raise ValueError(_("unknown serial setting '{key}' ({suggestion})").format(
+                raise ValueError(_("unknown serial setting '{key}' ({suggestion})").format(
                 key=k, suggestion=did_you_mean(k, SERIAL_KEYS.keys())))
         try:
             params[k] = _bool(v) if conv is bool else conv(v)
@@ -218,9 +215,7 @@ def _sim(raw: str, p: urllib.parse.SplitResult, q: dict[str, str]) -> DeviceURL:
     family = p.netloc
     if not family:
         raise ValueError(_("'{url}': name the simulated device, e.g. {example}").format(url=raw, example="sim://escpos"))
-    from posagent.drivers.sim import validate_knobs
-
-    validate_knobs(family, q)
+    load_plugin(SIMS, family)(**q)  # the simulator validates its knobs (ValueError)
     return DeviceURL(raw, "sim", host=family, params=dict(q))
 
 

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import NewType
 
-from posagent.i18n import _
+from posagent.core.i18n import _
 
 
 class FormError(ValueError):

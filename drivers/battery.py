@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from posagent.drivers.base import Driver, Result
-from posagent.drivers.errors import DeviceError
+from posagent.core.base import Driver, Result
+from posagent.core.errors import DeviceError
 from posagent.drivers.ups_common import HINTS, UpsReading, grade
 
 

@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from posagent._version import BUILD_YEAR
-from posagent.drivers.base import Driver, Measurements, Result, Status
+from posagent.core.base import Driver, Measurements, Result, Status
+from posagent.core.version import BUILD_YEAR
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from posagent.config.values import HourRange
-from posagent.drivers.base import DriverEnv, Measurements, Result, Status
-from posagent.i18n import N_
+from posagent.core.base import DriverEnv, Measurements, Result, Status
+from posagent.core.i18n import N_
 
 FIELD_NAMES = ("on_battery", "battery_charge_pct", "battery_runtime_s", "battery_low", "input_voltage_v",
                "load_pct", "ups_status", "model")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from posagent.config.model import Config, DeviceConfig
-from posagent.drivers.base import Driver, DriverEnv
+from posagent.core.base import Driver, DriverEnv
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class DeviceSet:
             return entry
 
     def _build(self, dev: DeviceConfig) -> Driver | Broken:
-        from posagent.drivers.registry import DriverLoadError, load_driver
+        from posagent.core.registry import DriverLoadError, load_driver
 
         try:
             cls = load_driver(dev.driver)

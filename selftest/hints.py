@@ -7,7 +7,7 @@ gettext catalogs.
 
 from __future__ import annotations
 
-from posagent.i18n import N_, _
+from posagent.core.i18n import N_, _
 
 HINTS: dict[str, str] = {
     "CHECK_TIMEOUT": N_("The device stopped answering mid-check: check its cable and power, then run the test again."),
@@ -47,7 +47,7 @@ HINTS: dict[str, str] = {
 
 def all_hints() -> dict[str, str]:
     """Every known code's English hint: the shared ones and every installed driver's."""
-    from posagent.drivers.registry import DriverLoadError, available_drivers, load_driver
+    from posagent.core.registry import DriverLoadError, available_drivers, load_driver
 
     merged = dict(HINTS)
     for name in available_drivers():
@@ -62,7 +62,7 @@ def driver_catalog(driver: str | None, attr: str) -> dict[str, str]:
     """One driver's ``hints`` (or ``messages``) by registry name; {} if unknown or broken."""
     if not driver:
         return {}
-    from posagent.drivers.registry import DriverLoadError, load_driver
+    from posagent.core.registry import DriverLoadError, load_driver
 
     try:
         return dict(getattr(load_driver(driver), attr, {}) or {})

@@ -28,8 +28,8 @@ import logging
 import string
 from typing import Any
 
-from posagent.drivers.base import Result
-from posagent.i18n import N_, _, language
+from posagent.core.base import Result
+from posagent.core.i18n import N_, _, language
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ REASONS: dict[str, str] = {
 
 def all_messages() -> dict[str, str | tuple[str, ...]]:
     """Every known code's English message template: the shared ones and every driver's."""
-    from posagent.drivers.registry import DriverLoadError, available_drivers, load_driver
+    from posagent.core.registry import DriverLoadError, available_drivers, load_driver
 
     merged = dict(MESSAGES)
     for name in available_drivers():

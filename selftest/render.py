@@ -8,8 +8,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from posagent.drivers.base import Result, Status
-from posagent.i18n import N_, _
+from posagent.core.base import Result, Status
+from posagent.core.i18n import N_, _
 from posagent.selftest.hints import hint
 from posagent.selftest.messages import display_message
 from posagent.selftest.runner import Report

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from posagent.drivers.base import Check, CheckContext, Driver, Level, Result, Status
-from posagent.drivers.errors import DeviceError
+from posagent.core.base import Check, CheckContext, Driver, Level, Result, Status
+from posagent.core.errors import DeviceError
 from posagent.selftest.devices import Broken, DeviceSet
 
 log = logging.getLogger(__name__)

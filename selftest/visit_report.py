@@ -15,9 +15,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from posagent.drivers.base import Status
-from posagent.drivers.statefile import write_atomic
-from posagent.i18n import _, language
+from posagent.core.base import Status
+from posagent.core.i18n import _, language
+from posagent.core.statefile import write_atomic
 from posagent.selftest.hints import hint
 from posagent.selftest.messages import display_message
 from posagent.selftest.render import check_word, status_word, summary_line
@@ -40,7 +40,7 @@ def visit_context(state_dir: str, recorded: bool = True) -> VisitContext:
     """Read from the history store, after this run was recorded (``recorded``)."""
     if not recorded:
         return VisitContext(history_ok=False)
-    from posagent import history
+    from posagent.fleet import history
 
     prev = history.previous_visit(state_dir)
     since = prev["ts"] if prev else 0.0
@@ -81,7 +81,7 @@ def _cells(c: CheckRecord) -> list[str]:
 
 
 def _facts(report: Report) -> list[tuple[str, str]]:
-    from posagent._version import __version__
+    from posagent.core.version import __version__
 
     return [(_("Terminal"), report.terminal_id), (_("Date"), _when(report)),
             (_("Technician"), report.technician or "-"), (_("Test level"), _(report.level.label)),

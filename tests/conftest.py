@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 
 if TYPE_CHECKING:
-    from posagent.drivers.base import Driver
+    from posagent.core.base import Driver
     from posagent.selftest.devices import DeviceSet
 
 D = TypeVar("D", bound="Driver")

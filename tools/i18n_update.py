@@ -115,7 +115,7 @@ def collect(repo: Path = REPO) -> dict[str, list[str]]:
 def _installed_texts() -> list[tuple[str, str]]:
     """Hints and message templates of the installed drivers (third-party ones too)."""
     try:
-        from posagent.drivers.registry import DriverLoadError, available_drivers, load_driver
+        from posagent.core.registry import DriverLoadError, available_drivers, load_driver
     except ImportError:
         return []
     texts: list[tuple[str, str]] = []

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from posagent.drivers.base import Driver
+from posagent.core.base import Driver
 from tests.bench.harness import floor_exchange, open_raw
 from tests.conftest import device_entry, device_set, driver_of
 
@@ -113,7 +113,7 @@ def ups_variants(path: str, url: str, state_dir: str) -> dict[str, Callable[[], 
 
 # -- card reader -----------------------------------------------------------------------
 def reader_variants(path: str, url: str, state_dir: str, payload_len: int = 64) -> dict[str, Callable[[], object]]:
-    from posagent.drivers import frames
+    from posagent.drivers.cardreader import frames
 
     drv: Any = driver(state_dir, "reader", "card-reader", url, {"echo_bytes": payload_len - 1})
     profile = frames.get_profile("generic-len")

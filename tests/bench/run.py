@@ -87,7 +87,7 @@ def _row(label: str, v: Variant, floor: Variant) -> str:
 
 
 def codec_rows(quick: bool) -> list[str]:
-    from posagent.drivers import frames
+    from posagent.drivers.cardreader import frames
 
     p = frames.get_profile("generic-len")
     payload = bytes(range(4, 68))

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from posagent.drivers.base import CheckContext, Result, Status
+from posagent.core.base import CheckContext, Result, Status
 from posagent.drivers.cardreader import CardReaderDriver
-from posagent.drivers.frames import PROFILES, decode
-from posagent.drivers.sim.cardreader import CardReaderSim
+from posagent.drivers.cardreader.frames import PROFILES, decode
+from posagent.drivers.cardreader.sim import CardReaderSim
 from posagent.selftest.runner import call_with_timeout
 from tests.conftest import DriverBuilder, run_cli
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from jsonschema import Draft202012Validator
 
-from posagent.messages import load_schema
+from posagent.fleet.messages import load_schema
 from tests.integration.collector import Collector, Received
 from tests.integration.daemon_proc import DaemonProc, daemon_config, door_device
 
@@ -37,7 +37,7 @@ def test_catch_up_selftest_and_status_change_event(tmp_path: Path) -> None:
     with Collector() as c:
         cfg = daemon_config(tmp_path / "posagent.toml", "SIM-REPORTS", c.url, system=False,
                             schedule=['event_dedupe = "1s"', f"blackout_dates = [{blackout}]"],
-                            sections=f'[export]\nprometheus_textfile = "{tmp_path / "posagent.prom"}"\n',
+                            sections=f'[export]\nprometheus_textfile = "{tmp_path / "posagent.fleet.prom"}"\n',
                             devices=door_device(port))
         with door, DaemonProc(["--config", str(cfg)], tmp_path) as d:
             assert c.wait_for(lambda rs: any(kind(r, "selftest") for r in rs), 60.0), d.stderr()
@@ -57,13 +57,13 @@ def test_catch_up_selftest_and_status_change_event(tmp_path: Path) -> None:
     assert event["current"]["status"] == "fail" and event["current"]["code"] == "HOST_UNREACHABLE"
     err = d.stderr()
     assert "self-test (catch-up) at level internal: blackout date" in err
-    if importlib.util.find_spec("posagent.history") is not None:
+    if importlib.util.find_spec("posagent.fleet.history") is not None:
         later = [r.json for r in c.received if kind(r, "heartbeat") and r.json["last_selftest"]]
         assert later and later[-1]["last_selftest"]["status"] == selftest["status"]
-    if importlib.util.find_spec("posagent.prom") is not None:  # written after every heartbeat
+    if importlib.util.find_spec("posagent.fleet.prom") is not None:  # written after every heartbeat
         from prometheus_client.parser import text_string_to_metric_families
 
-        families = list(text_string_to_metric_families((tmp_path / "posagent.prom").read_text()))
+        families = list(text_string_to_metric_families((tmp_path / "posagent.fleet.prom").read_text()))
         assert families and all(f.name.startswith("posagent_") for f in families)
     # the run is recorded: a restart now would not catch up again
     record = json.loads((state / "schedule.json").read_text())

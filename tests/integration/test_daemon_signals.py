@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from posagent.messages import load_schema
+from posagent.fleet.messages import load_schema
 from tests.integration.collector import Collector
 from tests.integration.daemon_proc import DaemonProc, NotifyListener, daemon_config
 

@@ -26,11 +26,11 @@ from typing import Any
 
 import pytest
 
-from posagent import daemon as daemon_mod
 from posagent.config.loader import load_config
-from posagent.daemon import Daemon
-from posagent.outbox import Outbox, Stats
-from posagent.sdnotify import Notifier
+from posagent.daemon import loop as daemon_mod
+from posagent.daemon.loop import Daemon
+from posagent.daemon.sdnotify import Notifier
+from posagent.fleet.outbox import Outbox, Stats
 from posagent.selftest.devices import DeviceSet
 from tests.integration.collector import Collector, Received
 from tests.integration.daemon_proc import DaemonProc, NotifyListener, daemon_config, door_device

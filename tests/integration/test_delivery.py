@@ -23,10 +23,10 @@ import pytest
 
 from posagent.config.model import UpstreamSection
 from posagent.config.values import Duration
-from posagent.delivery import Delivery, DeliveryPolicy
-from posagent.messages import AgentState
-from posagent.outbox import Outbox, Stats
-from posagent.upstream import Outcome, RetryPolicy, Upstream, UpstreamError, parse_retry_after, read_token
+from posagent.fleet.delivery import Delivery, DeliveryPolicy
+from posagent.fleet.messages import AgentState
+from posagent.fleet.outbox import Outbox, Stats
+from posagent.fleet.upstream import Outcome, RetryPolicy, Upstream, UpstreamError, parse_retry_after, read_token
 from tests.conftest import free_port, need_binary
 from tests.integration.collector import Collector, Reply
 
@@ -154,7 +154,7 @@ def test_401_is_one_request_and_one_clear_log_line(collector: Collector, outbox:
 
 def test_every_rejection_and_refusal_is_counted_logged_once_and_reported(collector: Collector, outbox: Outbox,
                                                                           caplog: pytest.LogCaptureFixture) -> None:
-    from posagent.messages import agent_figures
+    from posagent.fleet.messages import agent_figures
 
     collector.script(Reply(400), Reply(413), Reply(410), Reply(401), Reply(401))
     events = [commit(outbox, "event") for _ in range(4)]
@@ -184,7 +184,7 @@ def test_every_rejection_and_refusal_is_counted_logged_once_and_reported(collect
 def test_a_rejection_counts_even_when_the_report_left_the_outbox_meanwhile(collector: Collector,
                                                                          outbox: Outbox) -> None:
     """A `heartbeat --send` running beside the daemon may ack the same report first."""
-    from posagent.delivery import deliver
+    from posagent.fleet.delivery import deliver
 
     collector.script(Reply(422))
     commit(outbox, "event")

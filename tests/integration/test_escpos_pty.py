@@ -27,10 +27,10 @@ import pytest
 from posagent.config.model import DeviceConfig
 from posagent.config.urls import parse_url
 from posagent.config.values import Duration
-from posagent.drivers.base import CheckContext, DriverEnv, Level, Result, Status
-from posagent.drivers.errors import DeviceError
+from posagent.core.base import CheckContext, DriverEnv, Level, Result, Status
+from posagent.core.errors import DeviceError
 from posagent.drivers.escpos import EscposDriver, EscposOptions
-from posagent.drivers.sim.escpos import EscposSim
+from posagent.drivers.escpos.sim import EscposSim
 from posagent.selftest.runner import call_with_timeout
 from tests.conftest import run_cli
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from jsonschema import Draft202012Validator
 
-from posagent.messages import load_schema
+from posagent.fleet.messages import load_schema
 from tests.conftest import free_port, run_cli
 from tests.integration.collector import Collector
 from tests.integration.daemon_proc import daemon_config
@@ -38,7 +38,7 @@ def test_preview_prints_a_valid_heartbeat_and_writes_nothing(tmp_path: Path) -> 
 
 
 def test_preview_shows_the_real_backlog_and_drops_read_only(tmp_path: Path) -> None:
-    from posagent.outbox import Outbox, Stats
+    from posagent.fleet.outbox import Outbox, Stats
 
     state = tmp_path / "state"
     box = Outbox(str(state), max_bytes=2500, max_age=10**9)
@@ -70,7 +70,7 @@ def test_preview_shows_the_real_backlog_and_drops_read_only(tmp_path: Path) -> N
 
 
 def test_send_and_run_once_write_the_prometheus_textfile(tmp_path: Path, collector: Collector) -> None:
-    prom = tmp_path / "textfile" / "posagent.prom"
+    prom = tmp_path / "textfile" / "posagent.fleet.prom"
     prom.parent.mkdir()
     cfg = config(tmp_path, collector.url, sections=f'[export]\nprometheus_textfile = "{prom}"\n')
     from prometheus_client.parser import text_string_to_metric_families
@@ -90,7 +90,7 @@ def test_send_and_run_once_write_the_prometheus_textfile(tmp_path: Path, collect
     before = (prom.read_bytes(), prom.stat().st_mtime_ns)
     r = run_cli("heartbeat", "--json", "--config", str(cfg))  # a preview writes nothing, not even this
     assert r.returncode == 0 and (prom.read_bytes(), prom.stat().st_mtime_ns) == before
-    assert [p.name for p in prom.parent.iterdir()] == ["posagent.prom"]
+    assert [p.name for p in prom.parent.iterdir()] == ["posagent.fleet.prom"]
 
 
 def test_send_commits_and_delivers_now(tmp_path: Path, collector: Collector) -> None:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from posagent.cmd_history import short_time
+from posagent.cli.history import short_time
 from tests.conftest import run_cli
 
 ZH_ENV = {"LANG": "zh_CN.UTF-8", "LC_ALL": "", "LC_MESSAGES": ""}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from posagent.drivers.base import Result, Status
+from posagent.core.base import Result, Status
 from posagent.drivers.host import HostDriver
 from posagent.selftest.runner import Runner
 from tests.conftest import DriverBuilder, device_entry, device_set, need_binary

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from posagent.drivers.registry import DriverLoadError, load_driver
+from posagent.core.registry import DriverLoadError, load_driver
 from tests.conftest import free_port, run_cli
 from tests.unit.test_render_zh import spans as column_spans
 

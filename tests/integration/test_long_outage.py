@@ -14,16 +14,16 @@ from typing import Any
 
 import pytest
 
-from posagent import messages
 from posagent.config.loader import validate
-from posagent.daemon import status_round
-from posagent.delivery import Delivery, DeliveryPolicy
-from posagent.drivers.base import Level
-from posagent.outbox import Outbox
+from posagent.core.base import Level
+from posagent.daemon.loop import status_round
+from posagent.fleet import messages
+from posagent.fleet.delivery import Delivery, DeliveryPolicy
+from posagent.fleet.outbox import Outbox
+from posagent.fleet.upstream import RetryPolicy, Upstream
 from posagent.selftest.devices import DeviceSet
 from posagent.selftest.render import report_json
 from posagent.selftest.runner import Runner
-from posagent.upstream import RetryPolicy, Upstream
 from tests.conftest import free_port
 from tests.integration.collector import Collector
 from tests.integration.daemon_proc import DaemonProc, NotifyListener, daemon_config

@@ -15,10 +15,9 @@ from typing import Any
 
 import pytest
 
-from posagent.drivers.base import CheckContext, Level, Result, Status
+from posagent.core.base import CheckContext, Level, Result, Status
 from posagent.drivers.megatec import MegatecDriver
-from posagent.drivers.sim import SimHandle, start_sim
-from posagent.drivers.sim.base import ByteSimulator
+from posagent.drivers.simulator import ByteSimulator, SimHandle, start_sim
 from posagent.drivers.ups_common import FIELD_NAMES
 from posagent.selftest.runner import Runner
 from tests.conftest import REPO, DriverBuilder, device_entry, device_set, hours_window, run_cli

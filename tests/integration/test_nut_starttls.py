@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from posagent.drivers.base import Result, Status
+from posagent.core.base import Result, Status
 from posagent.drivers.nut import NutDriver
 from posagent.selftest.runner import call_with_timeout
 from tests.conftest import DriverBuilder, need_binary

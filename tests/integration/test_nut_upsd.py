@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from posagent.drivers.base import CheckContext, Level, Result, Status
+from posagent.core.base import CheckContext, Level, Result, Status
 from posagent.drivers.nut import NutDriver, NutError, UpsdClient
 from posagent.selftest.runner import call_with_timeout
 from tests.conftest import DriverBuilder, free_port, hours_window, run_cli

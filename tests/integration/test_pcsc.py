@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from posagent.drivers.base import CheckContext, Level, Result, Status
+from posagent.core.base import CheckContext, Level, Result, Status
 from posagent.drivers.pcsc import PcscDriver
 from posagent.selftest.runner import call_with_timeout
 from tests.conftest import DriverBuilder, run_cli

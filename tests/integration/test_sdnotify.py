@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from posagent.sdnotify import Notifier, socket_address
+from posagent.daemon.sdnotify import Notifier, socket_address
 
 
 def receive(sock: socket.socket) -> str:

@@ -28,11 +28,11 @@ def test_sim_serves_printed_urls_and_stops_on_sigterm(write_config) -> None:
 
 
 def test_sim_default_starts_every_family() -> None:
-    from posagent.drivers.sim import SIMULATORS
+    from posagent.drivers.simulator import simulator_families
 
-    sim = SimProcess(*(f"sim://{f}" for f in SIMULATORS if f != "keypad"))
+    sim = SimProcess(*(f"sim://{f}" for f in simulator_families() if f != "keypad"))
     try:
-        assert len(sim.urls) == len(SIMULATORS) - 1
+        assert len(sim.urls) == len(simulator_families()) - 1
     finally:
         sim.close()
 

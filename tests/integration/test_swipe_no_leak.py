@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from posagent.drivers.base import CheckContext, Level, Result, Status
+from posagent.core.base import CheckContext, Level, Result, Status
 from posagent.drivers.cardreader import CardReaderDriver
-from posagent.drivers.sim.cardreader import TEST_PAN
+from posagent.drivers.cardreader.sim import TEST_PAN
 from posagent.selftest.devices import DeviceSet
 from posagent.selftest.render import report_json
 from posagent.selftest.runner import Runner, call_with_timeout

@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-from posagent.drivers.errors import DeviceIOError, DeviceNotFound, DeviceTimeout
-from posagent.drivers.sim.base import ByteSimulator, KnobSpec
-from posagent.drivers.transport import open_stream
+from posagent.core.errors import DeviceIOError, DeviceNotFound, DeviceTimeout
+from posagent.drivers.simulator import ByteSimulator, KnobSpec
+from posagent.drivers.transport.stream import open_stream
 
 
 class EchoSim(ByteSimulator):

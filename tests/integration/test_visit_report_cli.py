@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from posagent.config import load_config
-from posagent.drivers.base import Level, Result
-from posagent.drivers.registry import DriverLoadError, load_driver
-from posagent.i18n import set_language
+from posagent.core.base import Level, Result
+from posagent.core.i18n import set_language
+from posagent.core.registry import DriverLoadError, load_driver
 from posagent.selftest.runner import CheckRecord, Report
 from posagent.selftest.visit_report import VisitContext
 from tests.conftest import run_cli
@@ -90,8 +90,8 @@ def printer_config(tmp_path: Path, url: str, encoding: str) -> object:
 def test_the_short_report_prints_on_the_receipt_printer(tmp_path: Path, lang: str, encoding: str,
                                                         expect: str) -> None:
     need_escpos()
-    from posagent.drivers.sim import start_sim
-    from posagent.visit import print_on_receipt
+    from posagent.drivers.simulator import start_sim
+    from posagent.fleet.visit import print_on_receipt
 
     handle = start_sim("escpos", {})
     try:
@@ -111,8 +111,8 @@ def test_the_short_report_prints_on_the_receipt_printer(tmp_path: Path, lang: st
 
 def test_a_printer_out_of_paper_says_why_it_cannot_print(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     need_escpos()
-    from posagent.drivers.sim import start_sim
-    from posagent.visit import print_on_receipt
+    from posagent.drivers.simulator import start_sim
+    from posagent.fleet.visit import print_on_receipt
 
     handle = start_sim("escpos", {"paper": "end"})
     try:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import usb.core
 
-from posagent.drivers.base import CheckContext, Result, Status
+from posagent.core.base import CheckContext, Result, Status
 from posagent.drivers.cardreader import CardReaderDriver
 from posagent.selftest.runner import call_with_timeout
 from tests.conftest import DriverBuilder

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from posagent.changes import ChangeTracker
-from posagent.drivers.base import Result
+from posagent.core.base import Result
+from posagent.fleet.changes import ChangeTracker
 
 OK = Result.ok("PRINTER_OK", "ready")
 NEAR = Result.warn("PAPER_NEAR_END", "paper near end")

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from posagent.drivers.base import Result
-from posagent.drivers.escpos_counters import CounterStore, counter_path, ribbon_grade
-from posagent.drivers.escpos_slip import SlipInfo, compose_lines, compose_slip, hard_wrap
-from posagent.drivers.sim.escpos import EscposSim, command_length
+from posagent.core.base import Result
+from posagent.drivers.escpos.counters import CounterStore, counter_path, ribbon_grade
+from posagent.drivers.escpos.sim import EscposSim, command_length
+from posagent.drivers.escpos.slip import SlipInfo, compose_lines, compose_slip, hard_wrap
 
 
 def test_command_lengths() -> None:

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from posagent.drivers.base import Status
-from posagent.drivers.errors import ProtocolError
-from posagent.drivers.escpos_status import (
+from posagent.core.base import Status
+from posagent.core.errors import ProtocolError
+from posagent.drivers.escpos.status import (
     EscposStatus,
     check_eot_reply,
     check_id_byte,

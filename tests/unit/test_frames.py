@@ -10,10 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from posagent.drivers import frames
-from posagent.drivers.cardreader import CardReaderOptions
-from posagent.drivers.errors import ProtocolError
-from posagent.drivers.frames import PROFILES, FrameProfile, decode, encode, frame_end, get_profile, lrc
+from posagent.core.errors import ProtocolError
+from posagent.drivers.cardreader import CardReaderOptions, frames
+from posagent.drivers.cardreader.frames import PROFILES, FrameProfile, decode, encode, frame_end, get_profile, lrc
 
 IDTECH, STAR, GENLEN = PROFILES["idtech"], PROFILES["star"], PROFILES["generic-len"]
 

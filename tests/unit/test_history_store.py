@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from posagent import history
 from posagent.config import Config, load_config
-from posagent.drivers.base import Level, Result
+from posagent.core.base import Level, Result
+from posagent.fleet import history
 from posagent.selftest.runner import CheckRecord, Report
 
 
@@ -150,7 +150,7 @@ def test_a_broken_store_never_stops_a_self_test(tmp_path: Path, caplog: pytest.L
     state = Path(cfg.agent.state_dir)
     state.mkdir()
     Path(history.db_path(str(state))).write_bytes(b"this is not a database" * 100)
-    with caplog.at_level(logging.WARNING, logger="posagent.history"):
+    with caplog.at_level(logging.WARNING, logger="posagent.fleet.history"):
         assert history.record_selftest(cfg, report([ok()])) is False
         assert history.last_selftest(str(state)) is None
         assert history.counters(str(state))["selftests_run"] == 0

@@ -21,9 +21,9 @@ from types import ModuleType
 
 import pytest
 
-from posagent.drivers.base import Driver
-from posagent.drivers.registry import DriverLoadError, available_drivers, load_driver
-from posagent.i18n import _, set_language
+from posagent.core.base import Driver
+from posagent.core.i18n import _, set_language
+from posagent.core.registry import DriverLoadError, available_drivers, load_driver
 from posagent.selftest.hints import HINTS, all_hints
 from posagent.selftest.messages import MESSAGES, REASONS, all_messages, placeholders, templates_for
 from tests.conftest import REPO, need_binary
@@ -33,7 +33,8 @@ ZH_PO = LOCALE / "zh_CN" / "LC_MESSAGES" / "posagent.po"
 ZH_MO = ZH_PO.with_suffix(".mo")
 CODE = re.compile(r"^[A-Z][A-Z0-9]+(?:_[A-Z0-9]+)+$")
 GRADES = {"ok", "warn", "fail", "unknown"}
-SCANNED = [*sorted((REPO / "drivers").glob("*.py")), REPO / "selftest" / "runner.py", REPO / "selftest" / "devices.py"]
+SCANNED = [*sorted((REPO / "drivers").rglob("*.py")), *sorted((REPO / "agent" / "core").glob("*.py")),
+           REPO / "selftest" / "runner.py", REPO / "selftest" / "devices.py"]
 
 
 def load_tool() -> ModuleType:
@@ -341,7 +342,7 @@ def test_every_reason_token_has_a_phrase() -> None:
                          'def connect_reason(e):\n    return "dns"\nz = {"reason": "a" if q else "b"}') == \
         {"absent", "closed", "import_failed", "dns", "a", "b"}
     used: set[str] = set()
-    for path in [*sorted((REPO / "drivers").glob("*.py")), *sorted((REPO / "selftest").glob("*.py"))]:
+    for path in [*sorted((REPO / "drivers").rglob("*.py")), *sorted((REPO / "selftest").glob("*.py"))]:
         used |= reason_tokens(path.read_text(encoding="utf-8"))
     assert len(used) > 20
     assert used <= set(REASONS), f"reason tokens without a phrase (selftest/messages.py): {sorted(used - set(REASONS))}"

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from posagent.config.urls import parse_url
-from posagent.drivers.base import CheckContext, Result, Status
-from posagent.drivers.errors import DeviceError, DeviceNotFound
-from posagent.drivers.evdev_io import EV_KEY, EV_SYN, KEYS, SYN_REPORT, EvdevDevice, open_device, pack_event
+from posagent.core.base import CheckContext, Result, Status
+from posagent.core.errors import DeviceError, DeviceNotFound
 from posagent.drivers.keypad import KeypadDriver
-from posagent.drivers.keyscan import DEFAULT_KEYS, parse_keys
+from posagent.drivers.keypad.keyscan import DEFAULT_KEYS, parse_keys
+from posagent.drivers.transport.evdev import EV_KEY, EV_SYN, KEYS, SYN_REPORT, EvdevDevice, open_device, pack_event
 from posagent.selftest.runner import call_with_timeout
 from tests.conftest import DriverBuilder
 

@@ -12,8 +12,11 @@ from typing import Any
 
 import pytest
 
-from posagent.drivers.base import CheckContext, Level, Result, Status
-from posagent.drivers.evdev_io import (
+from posagent.core.base import CheckContext, Level, Result, Status
+from posagent.drivers.keypad import KeypadDriver
+from posagent.drivers.keypad.keyscan import DEFAULT_KEYS, ScanOutcome, ScanState, parse_key, parse_keys, run_scan
+from posagent.drivers.keypad.sim import KeypadSim, SimKeyDevice
+from posagent.drivers.transport.evdev import (
     EV_KEY,
     EV_SYN,
     EVENT_SIZE,
@@ -24,9 +27,6 @@ from posagent.drivers.evdev_io import (
     InputEvent,
     pack_event,
 )
-from posagent.drivers.keypad import KeypadDriver
-from posagent.drivers.keyscan import DEFAULT_KEYS, ScanOutcome, ScanState, parse_key, parse_keys, run_scan
-from posagent.drivers.sim.keypad import KeypadSim, SimKeyDevice
 from posagent.selftest.devices import DeviceSet
 from posagent.selftest.runner import Runner
 from tests.conftest import DriverBuilder, device_entry, driver_of, run_cli

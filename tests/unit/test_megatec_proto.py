@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from posagent.drivers import megatec_proto as mp
-from posagent.drivers.errors import ProtocolError
+from posagent.core.errors import ProtocolError
+from posagent.drivers.megatec import proto as mp
 
 SPEC_Q1 = b"(208.4 140.0 208.4 034 59.9 2.05 35.0 00110000\r"
 

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
-from posagent import messages
 from posagent.config.loader import validate
 from posagent.config.model import Config
-from posagent.daemon import status_round
-from posagent.drivers.base import Level, Result, Status
-from posagent.outbox import Outbox
+from posagent.core.base import Level, Result, Status
+from posagent.daemon.loop import status_round
+from posagent.fleet import messages
+from posagent.fleet.outbox import Outbox
 from posagent.selftest.devices import DeviceSet
 from posagent.selftest.render import report_json
 from posagent.selftest.runner import Runner
@@ -94,7 +94,7 @@ def test_heartbeat_event_selftest_validate(config: Config, outbox: Outbox) -> No
 
 
 def test_heartbeat_carries_the_history_when_it_exists(config: Config, outbox: Outbox) -> None:
-    history = pytest.importorskip("posagent.history")
+    history = pytest.importorskip("posagent.fleet.history")
     with DeviceSet(config) as devices:
         runner = Runner(devices)
         report = runner.selftest(Level.INTERNAL)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from posagent.outbox import Outbox, Stats, peek_next_seq
+from posagent.fleet.outbox import Outbox, Stats, peek_next_seq
 
 
 class Clock:
@@ -104,7 +104,7 @@ def files_of(path: Path) -> dict[str, tuple[int, int]]:
 
 
 def test_peek_reads_the_figures_and_writes_nothing(tmp_path: Path) -> None:
-    from posagent.outbox import peek
+    from posagent.fleet.outbox import peek
 
     assert peek(str(tmp_path / "none")).backlog == 0 and not (tmp_path / "none").exists()
     box = Outbox(str(tmp_path), max_bytes=3000, max_age=10**9)
@@ -126,7 +126,7 @@ def test_peek_reads_the_figures_and_writes_nothing(tmp_path: Path) -> None:
     assert (stats.seq, stats.backlog, stats.dropped["heartbeat"], stats.rejected, stats.refused) == (5, 2, 2, 1, 1)
     assert peek_next_seq(str(tmp_path)) == 6
     (tmp_path / "outbox.db").write_bytes(b"not a database at all" * 100)
-    from posagent.outbox import OutboxError
+    from posagent.fleet.outbox import OutboxError
 
     with pytest.raises(OutboxError, match="cannot read the outbox"):
         peek(str(tmp_path))
@@ -202,7 +202,7 @@ def test_two_writers_share_one_counter(tmp_path: Path) -> None:
 
 
 def test_unwritable_state_dir_is_a_clear_error(tmp_path: Path) -> None:
-    from posagent.outbox import OutboxError
+    from posagent.fleet.outbox import OutboxError
 
     target = tmp_path / "file"
     target.write_text("not a directory")

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from posagent.config.errors import ConfigError
-from posagent.drivers.base import Status
+from posagent.core.base import Status
 from posagent.drivers.pcsc import PcscDriver
-from posagent.drivers.pcsc_proto import (
+from posagent.drivers.pcsc.proto import (
     NOT_INSTALLED,
     attr_text,
     card_state,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from posagent.prom import render, write_textfile
+from posagent.fleet.prom import render, write_textfile
 
 
 def heartbeat() -> dict[str, Any]:
@@ -58,7 +58,7 @@ def value(fams: dict[str, Any], family: str, sample: str | None = None, **labels
 
 
 def test_the_file_parses_and_carries_the_figures(tmp_path: Path) -> None:
-    path = tmp_path / "posagent.prom"
+    path = tmp_path / "posagent.fleet.prom"
     write_textfile(str(path), heartbeat())
     text = path.read_text(encoding="utf-8")
     assert text.endswith("\n")
@@ -129,34 +129,34 @@ def test_label_values_are_escaped() -> None:
 
 
 def test_write_is_atomic_and_readable_by_node_exporter(tmp_path: Path) -> None:
-    path = tmp_path / "posagent.prom"
+    path = tmp_path / "posagent.fleet.prom"
     path.write_text("old content that must be replaced whole\n")
     inode_before = path.stat().st_ino
     write_textfile(str(path), heartbeat())
     assert path.stat().st_ino != inode_before  # a new file renamed over the old one
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["posagent.prom"]  # no temp file left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["posagent.fleet.prom"]  # no temp file left behind
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert "old content" not in path.read_text()
 
 
 def test_a_failed_write_is_logged_not_raised(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    missing = tmp_path / "no-such-dir" / "posagent.prom"
-    with caplog.at_level(logging.WARNING, logger="posagent.prom"):
+    missing = tmp_path / "no-such-dir" / "posagent.fleet.prom"
+    with caplog.at_level(logging.WARNING, logger="posagent.fleet.prom"):
         write_textfile(str(missing), heartbeat())
         write_textfile(str(missing), heartbeat())
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "no-such-dir" in warnings[0].getMessage()  # once per new error
     assert not missing.parent.exists()
-    ok = tmp_path / "posagent.prom"
+    ok = tmp_path / "posagent.fleet.prom"
     write_textfile(str(ok), heartbeat())
     assert ok.exists()
 
 
 def test_a_real_heartbeat_from_sim_devices_exports(tmp_path: Path) -> None:
-    messages = pytest.importorskip("posagent.messages")
+    messages = pytest.importorskip("posagent.fleet.messages")
     from posagent.config import load_config
     from posagent.drivers.system import snapshot
-    from posagent.history import record_selftest
+    from posagent.fleet.history import record_selftest
     from posagent.selftest.devices import DeviceSet
     from posagent.selftest.runner import Runner
 
@@ -165,14 +165,14 @@ def test_a_real_heartbeat_from_sim_devices_exports(tmp_path: Path) -> None:
                    '[[device]]\nname = "acquirer"\ndriver = "host"\nurl = "sim://host?status=503"\n'
                    '[[device]]\nname = "system"\ndriver = "system"\n', encoding="utf-8")
     config = load_config(str(cfg))
-    from posagent.drivers.base import Level
+    from posagent.core.base import Level
 
     with DeviceSet(config) as devices:
         runner = Runner(devices)
         record_selftest(config, runner.selftest(Level.INTERNAL))
         results = runner.status()
     body = messages.preview(messages.heartbeat(config, results, snapshot(str(tmp_path))), 1)
-    path = tmp_path / "posagent.prom"
+    path = tmp_path / "posagent.fleet.prom"
     write_textfile(str(path), body)
     fams = parse(path.read_text(encoding="utf-8"))
     t = {"terminal_id": "SIM-9"}

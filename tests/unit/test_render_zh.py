@@ -14,8 +14,8 @@ import pytest
 
 from posagent.config import ConfigError, load_config
 from posagent.config.loader import validate
-from posagent.drivers.base import Level, Result
-from posagent.i18n import _, set_language
+from posagent.core.base import Level, Result
+from posagent.core.i18n import _, set_language
 from posagent.selftest.devices import DeviceSet
 from posagent.selftest.hints import HINTS, all_hints, hint
 from posagent.selftest.messages import display_message, localized_message

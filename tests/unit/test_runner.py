@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from posagent.clicommon import exit_code
+from posagent.cli.common import exit_code
 from posagent.config.loader import validate
-from posagent.drivers.base import Check, CheckContext, Driver, Level, Result, Status
-from posagent.drivers.errors import DeviceTimeout
+from posagent.core.base import Check, CheckContext, Driver, Level, Result, Status
+from posagent.core.errors import DeviceTimeout
 from posagent.selftest.devices import DeviceSet
 from posagent.selftest.runner import Runner, call_with_timeout
 
@@ -74,14 +74,14 @@ class FakeDriver(Driver):
 
 @pytest.fixture
 def devices(tmp_path: Path, mocker) -> Callable[..., DeviceSet]:
-    mocker.patch("posagent.drivers.registry.load_driver", return_value=FakeDriver)
+    mocker.patch("posagent.core.registry.load_driver", return_value=FakeDriver)
 
     def make(*behaviours: str, timeout: str = "0.3s") -> DeviceSet:
         raw = {"agent": {"state_dir": str(tmp_path), "check_timeout": timeout},
                "device": [{"name": f"d{i}", "driver": "fake", "options": {"behaviour": b}}
                           for i, b in enumerate(behaviours)]}
         mocker.patch("posagent.config.loader.available_drivers", create=True)
-        from posagent.drivers import registry
+        from posagent.core import registry
 
         mocker.patch.object(registry, "available_drivers", return_value=["fake"])
         return DeviceSet(validate(raw, "t.toml"))

@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from posagent import schedule
 from posagent.config.model import ScheduleSection
 from posagent.config.values import Duration, HourRange
+from posagent.fleet import schedule
 
 TZ = ZoneInfo("Asia/Shanghai")
 SCHED = ScheduleSection(selftest_at=dt.time(3, 0), jitter=Duration(1800.0),

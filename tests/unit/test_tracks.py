@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from posagent.drivers.sim.cardreader import TEST_CARDS, TEST_PAN
-from posagent.drivers.tracks import mask_pan, parse_swipe, track_lrc, wipe
+from posagent.drivers.cardreader.sim import TEST_CARDS, TEST_PAN
+from posagent.drivers.cardreader.tracks import mask_pan, parse_swipe, track_lrc, wipe
 
 T1 = b"%B" + TEST_PAN + b"^TEST/CARD^30122010000000000000?"
 T2 = b";" + TEST_PAN + b"=30122010000000000000?"

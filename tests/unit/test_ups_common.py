@@ -9,7 +9,7 @@ from collections.abc import Callable
 import psutil
 import pytest
 
-from posagent.drivers.base import Status
+from posagent.core.base import Status
 from posagent.drivers.battery import BatteryDriver
 from posagent.drivers.megatec import MegatecDriver
 from posagent.drivers.nut import NutDriver, quote, reading_from_vars, split_words
@@ -138,7 +138,7 @@ def test_battery_options_validated(battery: Callable[..., BatteryDriver]) -> Non
 
 def test_battery_test_without_business_hours_is_skipped(build_driver: DriverBuilder) -> None:
     """No business hours anywhere: no time is known to be safe, so the test never runs."""
-    from posagent.drivers.base import CheckContext, Level
+    from posagent.core.base import CheckContext, Level
 
     drv = build_driver.driver(MegatecDriver, device_entry("u", "megatec", "sim://megatec", {"battery_test": True}))
     check = next(c for c in drv.checks() if c.name == "battery_test")

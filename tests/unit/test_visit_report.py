@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from posagent.config import load_config
-from posagent.drivers.base import Level, Result
-from posagent.history import record_selftest
-from posagent.i18n import set_language
+from posagent.core.base import Level, Result
+from posagent.core.i18n import set_language
+from posagent.fleet.history import record_selftest
 from posagent.selftest.runner import CheckRecord, Report
 from posagent.selftest.textwidth import width
 from posagent.selftest.visit_report import (

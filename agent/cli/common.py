@@ -1,0 +1,90 @@
+"""Shared command-line pieces: --sim/--config handling, language, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+
+from posagent.config import Config, load_config, resolve_path, sim_config_path
+from posagent.core.base import Level, Status
+
+
+class UsageError(Exception):
+    """Bad command-line use that argparse cannot see (exit 64)."""
+
+
+def add_config(p: argparse.ArgumentParser) -> None:
+    """--config accepted after the command too (``posagent status --config F``)."""
+    p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                   help="config file (default: $POSAGENT_CONFIG or /etc/posagent/posagent.toml)")
+
+
+def add_common(p: argparse.ArgumentParser, *, sim: bool = True, json: bool = True, lang: bool = True) -> None:
+    add_config(p)
+    if sim:
+        p.add_argument("--sim", action="store_true",
+                       help="use the built-in simulated terminal instead of the config's devices")
+    if json:
+        p.add_argument("--json", action="store_true", help="print one JSON object for machines")
+    if lang:
+        p.add_argument("--lang", choices=["en", "zh-CN"], help="language of the table and messages")
+    p.add_argument("--only", metavar="NAMES", help="comma-separated device names")
+
+
+def sim_state_dir() -> str:
+    return os.path.join(tempfile.gettempdir(), f"posagent-sim-{os.getuid()}")
+
+
+def load(args: argparse.Namespace) -> Config:
+    if getattr(args, "sim", False):
+        path = args.config or sim_config_path()
+        return load_config(path, state_dir_override=sim_state_dir())
+    return load_config(resolve_path(args.config))
+
+
+def setup_language(args: argparse.Namespace, config: Config | None) -> str:
+    from posagent.core.i18n import detect_language, set_language
+
+    lang = detect_language(getattr(args, "lang", None), config.agent.language if config else None)
+    if lang == "zh-CN" and not _can_show("中文"):
+        lang = "en"  # a console that cannot show Chinese (latin-1, ASCII) gets English, not "???"
+    set_language(lang)
+    return lang
+
+
+def _can_show(text: str) -> bool:
+    import sys
+
+    try:
+        text.encode(sys.stdout.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def only_names(args: argparse.Namespace, config: Config) -> list[str] | None:
+    raw = getattr(args, "only", None)
+    if raw is None:
+        return None
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    if not names:
+        raise UsageError("--only needs at least one device name")
+    known = {d.name for d in config.devices}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        from posagent.config.errors import did_you_mean
+        from posagent.core.i18n import _
+
+        raise UsageError(_("--only: no device named '{name}' in {file} ({suggestion})").format(
+            name=unknown[0], file=config.path, suggestion=did_you_mean(unknown[0], known)))
+    return names
+
+
+def parse_level(text: str) -> Level:
+    return Level[text.upper()]
+
+
+def exit_code(statuses: list[Status]) -> int:
+    """0/1/2/3 by worst result; no results at all is unknown."""
+    return int(max(statuses, default=Status.UNKNOWN))

@@ -1,0 +1,208 @@
+"""The driver interface and the result type (design.md, "Drivers").
+
+A driver is built from one ``[[device]]`` table. It offers ``status()`` (cheap, no side
+effects, used for every heartbeat), ``checks()`` (self-test checks tagged with a
+UnifiedPOS CheckHealth level) and ``close()``. Drivers may raise the exceptions of
+``posagent.core.errors``; only the runner turns exceptions into results.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from posagent.config.model import DeviceConfig
+    from posagent.config.values import HourRange
+
+
+class Status(enum.IntEnum):
+    """Result grades; the integer is the monitoring-plugins exit code, and max() is 'worst'."""
+
+    OK = 0
+    WARN = 1
+    FAIL = 2
+    UNKNOWN = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, value: str | Status) -> Status:
+        if isinstance(value, Status):
+            return value
+        return cls[value.upper()]
+
+
+class Level(enum.IntEnum):
+    """UnifiedPOS CheckHealth levels; cumulative (external includes internal)."""
+
+    INTERNAL = 1
+    EXTERNAL = 2
+    INTERACTIVE = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+Measurements = dict[str, float | int | str | bool | None]
+
+
+@dataclass
+class Result:
+    """What a check or a status query found.
+
+    ``fields`` are the device family's heartbeat fields (``paper``, ``on_battery`` ...);
+    ``measurements`` are numbers with their unit in the name (``latency_ms``).
+    A value the device did not report is left out, never 0.
+    """
+
+    status: Status
+    code: str
+    message: str
+    measurements: Measurements = field(default_factory=dict)
+    fields: dict[str, Any] = field(default_factory=dict)
+    duration_ms: float = 0.0
+
+    @classmethod
+    def ok(cls, code: str, message: str, **kw: Any) -> Result:
+        return cls(Status.OK, code, message, **kw)
+
+    @classmethod
+    def warn(cls, code: str, message: str, **kw: Any) -> Result:
+        return cls(Status.WARN, code, message, **kw)
+
+    @classmethod
+    def fail(cls, code: str, message: str, **kw: Any) -> Result:
+        return cls(Status.FAIL, code, message, **kw)
+
+    @classmethod
+    def unknown(cls, code: str, message: str, **kw: Any) -> Result:
+        return cls(Status.UNKNOWN, code, message, **kw)
+
+
+@dataclass
+class CheckContext:
+    """What a running check may use besides its driver."""
+
+    deadline: float  # time.monotonic() value by which the check must finish
+    terminal_id: str = ""
+    level: Level = Level.INTERNAL
+    #: Ask the technician something (interactive checks); returns the typed answer or "".
+    prompt: Callable[[str], str] | None = None
+    #: Show a line to the technician (interactive checks).
+    say: Callable[[str], None] | None = None
+    #: Results gathered so far in this run, keyed "device.check" (the test slip prints them).
+    results: dict[str, Result] = field(default_factory=dict)
+    state_dir: str = ""
+    lang: str = "en"
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+
+@dataclass(frozen=True)
+class Check:
+    """One self-test check a driver contributes."""
+
+    name: str
+    level: Level
+    run: Callable[[CheckContext], Result]
+    description: str = ""
+    timeout: float | None = None  # overrides the device's timeout for this check
+
+
+@dataclass(frozen=True)
+class DriverEnv:
+    """Agent-wide context a driver may need: where to keep state, who we are, and when
+    the shop is open (disruptive tests, like a UPS battery test, never run then)."""
+
+    state_dir: str
+    terminal_id: str
+    check_timeout: float = 10.0
+    business_hours: HourRange | None = None
+    blackout_dates: tuple[datetime.date, ...] = ()
+
+    def quiet_time_refusal(self, override: HourRange | None = None,
+                           now: datetime.datetime | None = None) -> str | None:
+        """Why a disruptive test must not run now (inside business hours, on a blackout
+        date, or no business hours known to be safe), or None when it may."""
+        hours = override or self.business_hours
+        now = now or datetime.datetime.now()
+        if hours is None:
+            return "no business hours configured ([schedule] business_hours), so no time is known to be safe"
+        if now.date() in self.blackout_dates:
+            return f"{now.date().isoformat()} is a blackout date"
+        if hours.contains(now.time()):
+            return f"inside business hours {hours}"
+        return None
+
+
+class Missing(str):
+    """What ``check_environment()`` returns when a package is missing: the English sentence
+    (it is a str), plus ``package`` and ``install`` for messages in other languages."""
+
+    package: str
+    install: str
+
+    def __new__(cls, package: str, install: str, sentence: str = "") -> Missing:
+        self = super().__new__(cls, sentence or f"{package} is not installed ({install})")
+        self.package, self.install = package, install
+        return self
+
+
+@dataclass(frozen=True)
+class _Empty:
+    pass
+
+
+class Driver:
+    """Base class of all drivers. Subclasses set the class attributes and override
+    ``status``, ``checks`` and (if they hold resources) ``close``."""
+
+    #: Registry name, e.g. "escpos".
+    name: ClassVar[str] = ""
+    #: Device family: printer, ups, reader, keypad, host, system.
+    family: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    #: URL schemes this driver accepts.
+    schemes: ClassVar[tuple[str, ...]] = ()
+    url_required: ClassVar[bool] = True
+    #: The sim:// family that stands in for this driver's device ("" = the driver's name).
+    sim_family: ClassVar[str] = ""
+    url_example: ClassVar[str] = ""
+    #: experimental | beta | stable
+    support: ClassVar[str] = "beta"
+    #: Options dataclass; ``[device.options]`` is validated into an instance of it.
+    Options: ClassVar[type] = _Empty
+    #: Remediation hint (English msgid) for each code this driver raises.
+    hints: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, device: DeviceConfig, env: DriverEnv) -> None:
+        self.device = device
+        self.env = env
+        self.options: Any = device.options if device.options is not None else self.Options()
+
+    @property
+    def timeout(self) -> float:
+        return self.device.timeout if self.device.timeout is not None else self.env.check_timeout
+
+    def check_environment(self) -> str | None:
+        """One sentence naming what is missing to use this driver here, or None."""
+        return None
+
+    def status(self) -> Result:
+        raise NotImplementedError(f"driver {self.name} has no status()")
+
+    def checks(self) -> list[Check]:
+        """Default: one internal check that is the status query."""
+        return [Check("status", Level.INTERNAL, lambda ctx: self.status(), "device status")]
+
+    def close(self) -> None:
+        """Release whatever the driver holds; must not raise."""

@@ -1,0 +1,379 @@
+"""The self-test history: every run, its results, fault timelines and counters (SQLite).
+
+One file, ``history.sqlite3`` in the state dir. ``record_selftest`` is called after every
+self-test (CLI and daemon); it keeps the run (who, level, status, every result), opens a
+fault for each non-ok code of a device that the device did not have in its previous run
+and closes the device's faults whose code is gone, then trims the store to the last
+``history.keep_runs`` runs and ``history.keep_days`` days (open faults are always kept).
+
+Counters live "since install" (the store's creation) and are never trimmed: self-tests
+run, failures per device (runs whose worst result for the device was fail or unknown),
+paper-end and UPS on-battery events (an event is a change from "not" to "yes", seen in a
+self-test or, through ``record_status``, in a heartbeat's device objects).
+
+Readers (``last_selftest``, ``counters``, ``runs``, ``faults``) never create the file
+and return empty answers when there is none. A store that cannot be written (read-only
+state dir, full disk) is logged and never stops a self-test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import json
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+
+from posagent.core.base import Status
+
+if TYPE_CHECKING:
+    from posagent.config.model import Config
+    from posagent.selftest.runner import Report
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+FILENAME = "history.sqlite3"
+PAPER_END_CODES = frozenset({"PAPER_END"})
+ON_BATTERY_CODES = frozenset({"UPS_ON_BATTERY"})
+_FLAG_COUNTERS = {"paper_end": "paper_end_events", "on_battery": "ups_on_battery_events"}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, started_at TEXT NOT NULL, ts REAL NOT NULL,
+    terminal_id TEXT NOT NULL, technician TEXT NOT NULL, level TEXT NOT NULL,
+    status TEXT NOT NULL, duration_ms REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS results (
+    run_id INTEGER NOT NULL, seq INTEGER NOT NULL, device TEXT NOT NULL, driver TEXT NOT NULL,
+    check_name TEXT NOT NULL, level TEXT NOT NULL, status TEXT NOT NULL, code TEXT NOT NULL,
+    message TEXT NOT NULL, measurements TEXT NOT NULL, duration_ms REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS results_by_run ON results (run_id);
+CREATE TABLE IF NOT EXISTS faults (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, code TEXT NOT NULL,
+    status TEXT NOT NULL, message TEXT NOT NULL, driver TEXT NOT NULL DEFAULT '',
+    first_at TEXT NOT NULL, first_ts REAL NOT NULL, first_run INTEGER NOT NULL,
+    last_ts REAL NOT NULL, cleared_at TEXT, cleared_ts REAL, cleared_run INTEGER);
+CREATE INDEX IF NOT EXISTS faults_open ON faults (device, cleared_ts);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS flags (device TEXT NOT NULL, flag TEXT NOT NULL, PRIMARY KEY (device, flag));
+"""
+
+
+def db_path(state_dir: str) -> str:
+    return os.path.join(state_dir, FILENAME)
+
+
+@contextlib.contextmanager
+def _connect(state_dir: str, *, create: bool) -> Iterator[sqlite3.Connection | None]:
+    path = db_path(state_dir)
+    if not create and not os.path.exists(path):
+        yield None
+        return
+    if create:
+        os.makedirs(state_dir, mode=0o750, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+    try:
+        conn.row_factory = sqlite3.Row
+        if create:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_SCHEMA)
+            _migrate(conn)
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('created_at', ?)", (_iso(time.time()),))
+            _match_owner(state_dir)
+        yield conn
+    finally:
+        conn.close()
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a store written by an earlier version up to this schema (additive only)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(faults)")}
+    if "driver" not in columns:
+        conn.execute("ALTER TABLE faults ADD COLUMN driver TEXT NOT NULL DEFAULT ''")
+
+
+def _match_owner(state_dir: str) -> None:
+    """Run as root (sudo posagent selftest) in the service's state dir: leave the files to its owner."""
+    if os.geteuid() != 0:
+        return
+    st = os.stat(state_dir)
+    if st.st_uid == 0:
+        return
+    for suffix in ("", "-wal", "-shm"):
+        path = db_path(state_dir) + suffix
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_uid == 0:
+                os.chown(path, st.st_uid, st.st_gid)
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
+
+
+def _flags(code: str, fields: dict[str, Any]) -> set[str]:
+    out = set()
+    if code in PAPER_END_CODES or fields.get("paper") == "end":
+        out.add("paper_end")
+    if code in ON_BATTERY_CODES or fields.get("on_battery") is True:
+        out.add("on_battery")
+    return out
+
+
+def _bump(conn: sqlite3.Connection, name: str, by: int = 1) -> None:
+    conn.execute("INSERT INTO counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + ?",
+                 (name, by, by))
+
+
+def _update_flags(conn: sqlite3.Connection, device: str, now_on: set[str]) -> None:
+    was_on = {r["flag"] for r in conn.execute("SELECT flag FROM flags WHERE device = ?", (device,))}
+    for flag in now_on - was_on:
+        conn.execute("INSERT INTO flags VALUES (?, ?)", (device, flag))
+        _bump(conn, _FLAG_COUNTERS[flag])
+    for flag in was_on - now_on:
+        conn.execute("DELETE FROM flags WHERE device = ? AND flag = ?", (device, flag))
+
+
+# -- writing -------------------------------------------------------------------
+def record_selftest(config: Config, report: Report) -> bool:
+    """Keep ``report`` in the store; False (and a log line) when it cannot be written."""
+    state_dir = config.agent.state_dir
+    try:
+        with _connect(state_dir, create=True) as conn:
+            assert conn is not None
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                _insert(conn, report)
+                _prune(conn, config.history.keep_runs, config.history.keep_days)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return True
+    except (sqlite3.Error, OSError) as e:
+        log.warning("cannot keep a record of this self-test in %s: %s", db_path(state_dir), e)
+        return False
+
+
+def _insert(conn: sqlite3.Connection, report: Report) -> None:
+    ts = report.started_at.timestamp()
+    at = report.started_at.isoformat(timespec="seconds")
+    cur = conn.execute(
+        "INSERT INTO runs (started_at, ts, terminal_id, technician, level, status, duration_ms)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (at, ts, report.terminal_id, report.technician or "", report.level.label, report.status.label,
+         report.duration_ms))
+    run_id = cur.lastrowid
+    per_device: dict[str, dict[str, Any]] = {}
+    for seq, c in enumerate(report.checks):
+        r = c.result
+        conn.execute("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     (run_id, seq, c.device, c.driver, c.name, c.level.label, r.status.label, r.code,
+                      r.message, json.dumps(r.measurements, ensure_ascii=False, default=str), r.duration_ms))
+        dev = per_device.setdefault(c.device, {"worst": Status.OK, "codes": {}, "flags": set(), "driver": c.driver})
+        dev["worst"] = max(dev["worst"], r.status)
+        dev["flags"] |= _flags(r.code, r.fields)
+        if r.status != Status.OK:
+            prev = dev["codes"].get(r.code)
+            if prev is None or r.status > prev[0]:
+                dev["codes"][r.code] = (r.status, r.message)
+    _bump(conn, "selftests_run")
+    for device, dev in per_device.items():
+        if dev["worst"] >= Status.FAIL:
+            _bump(conn, f"failures:{device}")
+        _update_flags(conn, device, dev["flags"])
+        _update_faults(conn, run_id or 0, device, dev["driver"], dev["codes"], ts, at)
+
+
+def _update_faults(conn: sqlite3.Connection, run_id: int, device: str, driver: str,
+                   codes: dict[str, tuple[Status, str]], ts: float, at: str) -> None:
+    open_faults = {r["code"]: r for r in conn.execute(
+        "SELECT id, code, status FROM faults WHERE device = ? AND cleared_ts IS NULL", (device,))}
+    for code, row in open_faults.items():
+        if code not in codes:
+            conn.execute("UPDATE faults SET cleared_at = ?, cleared_ts = ?, cleared_run = ? WHERE id = ?",
+                         (at, ts, run_id, row["id"]))
+    for code, (status, message) in codes.items():
+        row = open_faults.get(code)
+        if row is None:
+            conn.execute("INSERT INTO faults (device, driver, code, status, message, first_at, first_ts, first_run,"
+                         " last_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         (device, driver, code, status.label, message, at, ts, run_id, ts))
+        else:
+            worst = max(status, Status.parse(row["status"]))
+            conn.execute("UPDATE faults SET status = ?, message = ?, last_ts = ? WHERE id = ?",
+                         (worst.label, message, ts, row["id"]))
+
+
+def _prune(conn: sqlite3.Connection, keep_runs: int, keep_days: int) -> None:
+    """Keep the last ``keep_runs`` runs of the last ``keep_days`` days (0: no age limit); the latest always."""
+    cutoff = time.time() - keep_days * 86400.0 if keep_days > 0 else 0.0
+    conn.execute("DELETE FROM runs WHERE id != (SELECT MAX(id) FROM runs)"
+                 " AND (ts < ? OR id NOT IN (SELECT id FROM runs ORDER BY id DESC LIMIT ?))",
+                 (cutoff, max(1, keep_runs)))
+    conn.execute("DELETE FROM results WHERE run_id NOT IN (SELECT id FROM runs)")
+    oldest = conn.execute("SELECT MIN(id) FROM runs").fetchone()[0] or 0
+    conn.execute("DELETE FROM faults WHERE cleared_ts IS NOT NULL AND (cleared_ts < ? OR cleared_run < ?)",
+                 (cutoff, oldest))
+
+
+def record_status(state_dir: str, devices: dict[str, dict[str, Any]]) -> None:
+    """Count paper-end / on-battery events seen between self-tests (a heartbeat's ``devices``).
+
+    Writes only when a device's flags change, so calling it for every heartbeat is cheap.
+    """
+    try:
+        with _connect(state_dir, create=True) as conn:
+            assert conn is not None
+            current = {(r["device"], r["flag"]) for r in conn.execute("SELECT device, flag FROM flags")}
+            wanted = {name: _flags(str(obj.get("code", "")), obj) for name, obj in devices.items()}
+            if all({f for d, f in current if d == name} == flags for name, flags in wanted.items()):
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            for name, flags in wanted.items():
+                _update_flags(conn, name, flags)
+            conn.execute("COMMIT")
+    except (sqlite3.Error, OSError) as e:
+        log.warning("cannot update the event counters in %s: %s", db_path(state_dir), e)
+
+
+# -- reading -------------------------------------------------------------------
+def _read(state_dir: str) -> contextlib.AbstractContextManager[sqlite3.Connection | None]:
+    return _connect(state_dir, create=False)
+
+
+def _safe(default: Callable[[], Any]) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorator: a reader returns ``default()`` (and logs) when the store is unreadable."""
+
+    def wrap(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def inner(*args: P.args, **kw: P.kwargs) -> R:
+            try:
+                return fn(*args, **kw)
+            except sqlite3.Error as e:
+                log.warning("cannot read the self-test history: %s", e)
+                return cast(R, default())
+
+        return inner
+
+    return wrap
+
+
+def _get(row: sqlite3.Row, key: str, default: Any) -> Any:
+    """A column a store from an earlier version may lack (migrated on its next write)."""
+    return row[key] if key in row.keys() else default  # noqa: SIM118 (Row has no __contains__)
+
+
+def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
+    return {"id": row["id"], "started_at": row["started_at"], "technician": row["technician"],
+            "level": row["level"], "status": row["status"], "duration_ms": row["duration_ms"]}
+
+
+def _result_dicts(conn: sqlite3.Connection, run_id: int) -> list[dict[str, Any]]:
+    rows = conn.execute("SELECT * FROM results WHERE run_id = ? ORDER BY seq", (run_id,))
+    return [{"device": r["device"], "driver": r["driver"], "name": r["check_name"], "level": r["level"],
+             "status": r["status"], "code": r["code"], "message": r["message"],
+             "measurements": json.loads(r["measurements"]), "duration_ms": r["duration_ms"]} for r in rows]
+
+
+@_safe(lambda: None)
+def last_selftest(state_dir: str) -> dict[str, Any] | None:
+    """The latest run for the heartbeat: when, level, status, technician, per-check results."""
+    with _read(state_dir) as conn:
+        if conn is None:
+            return None
+        row = conn.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        checks = [{k: c[k] for k in ("device", "name", "level", "status", "code", "message")}
+                  for c in _result_dicts(conn, row["id"])]
+        return {"when": row["started_at"], "level": row["level"], "status": row["status"],
+                "technician": row["technician"], "duration_ms": row["duration_ms"], "checks": checks}
+
+
+def _empty_counters() -> dict[str, Any]:
+    return {"selftests_run": 0, "failures": {}, "paper_end_events": 0, "ups_on_battery_events": 0,
+            "since": None}
+
+
+@_safe(_empty_counters)
+def counters(state_dir: str) -> dict[str, Any]:
+    """Counts since install: self-tests run, failures per device, paper-end and on-battery events."""
+    out = _empty_counters()
+    with _read(state_dir) as conn:
+        if conn is None:
+            return out
+        for row in conn.execute("SELECT name, value FROM counters ORDER BY name"):
+            name, value = row["name"], int(row["value"])
+            if name.startswith("failures:"):
+                out["failures"][name.removeprefix("failures:")] = value
+            elif name in out:
+                out[name] = value
+        since = conn.execute("SELECT value FROM meta WHERE key = 'created_at'").fetchone()
+        out["since"] = since["value"] if since else None
+    return out
+
+
+@_safe(list)
+def runs(state_dir: str, since_ts: float | None = None, *, with_results: bool = False) -> list[dict[str, Any]]:
+    """Kept runs, oldest first; each with its non-ok results (or all results)."""
+    with _read(state_dir) as conn:
+        if conn is None:
+            return []
+        rows = conn.execute("SELECT * FROM runs WHERE ts >= ? ORDER BY id", (since_ts or 0.0,)).fetchall()
+        out = []
+        for row in rows:
+            run = _run_dict(row)
+            results = _result_dicts(conn, row["id"])
+            run["checks"] = results if with_results else [r for r in results if r["status"] != "ok"]
+            run["counts"] = {s.label: sum(1 for r in results if r["status"] == s.label) for s in Status}
+            out.append(run)
+        return out
+
+
+@_safe(list)
+def faults(state_dir: str, since_ts: float | None = None) -> list[dict[str, Any]]:
+    """Fault timelines: per device and code, when it first appeared and when it cleared (or None).
+
+    With ``since_ts``: the faults open at any moment since then.
+    """
+    with _read(state_dir) as conn:
+        if conn is None:
+            return []
+        rows = conn.execute("SELECT * FROM faults WHERE cleared_ts IS NULL OR cleared_ts >= ? OR first_ts >= ?"
+                            " ORDER BY device, first_ts, id", (since_ts or 0.0, since_ts or 0.0)).fetchall()
+        return [{"device": r["device"], "driver": _get(r, "driver", ""), "code": r["code"], "status": r["status"],
+                 "message": r["message"], "first_seen": r["first_at"], "first_run": r["first_run"],
+                 "cleared": r["cleared_at"], "cleared_run": r["cleared_run"]} for r in rows]
+
+
+@_safe(lambda: None)
+def previous_visit(state_dir: str, before_run: int | None = None) -> dict[str, Any] | None:
+    """The latest run a person started (technician set) before run ``before_run`` (default: the latest)."""
+    with _read(state_dir) as conn:
+        if conn is None:
+            return None
+        if before_run is None:
+            latest = conn.execute("SELECT MAX(id) FROM runs").fetchone()[0]
+            before_run = (latest or 0)
+        row = conn.execute("SELECT * FROM runs WHERE id < ? AND technician != '' ORDER BY id DESC LIMIT 1",
+                           (before_run,)).fetchone()
+        return _run_dict(row) | {"ts": row["ts"]} if row else None
+
+
+@_safe(list)
+def cleared_since(state_dir: str, since_ts: float) -> list[dict[str, Any]]:
+    """Faults that cleared after ``since_ts`` (e.g. since the last visit), oldest first."""
+    with _read(state_dir) as conn:
+        if conn is None:
+            return []
+        rows = conn.execute("SELECT * FROM faults WHERE cleared_ts > ? ORDER BY cleared_ts, device",
+                            (since_ts,)).fetchall()
+        return [{"device": r["device"], "driver": _get(r, "driver", ""), "code": r["code"], "status": r["status"],
+                 "message": r["message"], "first_seen": r["first_at"], "cleared": r["cleared_at"]} for r in rows]

@@ -1,0 +1,207 @@
+"""Building the three message kinds the agent sends (design.md, "Heartbeat").
+
+``posagent.heartbeat/1`` (periodic), ``posagent.event/1`` (a device's status changed) and
+``posagent.selftest/1`` (a finished self-test). Each builder returns a *finalizer*: the
+outbox calls it inside the transaction that allocates ``seq``, so the message carries its
+seq and the outbox figures of that moment. The JSON Schemas are shipped in
+``posagent.config/schemas`` and every built message is validated against them in the tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import importlib
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from posagent.config.model import Config
+from posagent.core.base import Result, Status
+from posagent.core.version import __version__
+from posagent.fleet.outbox import Stats
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT = "posagent.heartbeat/1"
+EVENT = "posagent.event/1"
+SELFTEST = "posagent.selftest/1"
+KIND_OF = {HEARTBEAT: "heartbeat", EVENT: "event", SELFTEST: "selftest"}
+SCHEMA_FILES = {"heartbeat": "heartbeat.json", "event": "event.json", "selftest": "selftest.json"}
+
+Finalizer = Callable[[int, Stats], dict[str, Any]]
+DeviceResults = Mapping[str, tuple[str, Result]]  # name -> (driver name, result), as Runner.status gives
+
+
+@dataclass
+class AgentState:
+    """What the daemon knows about itself beyond the outbox."""
+
+    started_at: dt.datetime
+    last_error: str | None = None
+
+
+def now_rfc3339(now: dt.datetime | None = None) -> str:
+    t = now if now is not None else dt.datetime.now()
+    if t.tzinfo is None:
+        t = t.astimezone()
+    return t.isoformat(timespec="milliseconds")
+
+
+def boot_id() -> str | None:
+    from posagent.fleet.schedule import read_boot_id
+
+    return read_boot_id()
+
+
+def envelope(schema: str, config: Config, now: dt.datetime | None = None) -> dict[str, Any]:
+    """The fields every kind carries (seq is added by the outbox)."""
+    return {
+        "schema": schema,
+        "message_id": str(uuid.uuid4()),
+        "terminal_id": config.agent.terminal_id,
+        "agent_version": __version__,
+        "boot_id": boot_id(),
+        "seq": 0,
+        "sent_at": now_rfc3339(now),
+    }
+
+
+def devices_json(results: DeviceResults) -> dict[str, dict[str, Any]]:
+    from posagent.selftest.render import device_json
+
+    return {name: device_json(driver, r) for name, (driver, r) in results.items()}
+
+
+def worst(results: DeviceResults) -> Status:
+    return max((r.status for _d, r in results.values()), default=Status.UNKNOWN)
+
+
+def agent_figures(stats: Stats, state: AgentState | None, now: dt.datetime | None = None) -> dict[str, Any]:
+    """The agent's own figures: outbox backlog, drops, last delivery."""
+    t = now or dt.datetime.now().astimezone()
+    out: dict[str, Any] = {
+        "outbox_backlog": stats.backlog,
+        "outbox_bytes": stats.backlog_bytes,
+        "dropped": {**stats.dropped, "total": stats.dropped_total},
+        "rejected": stats.rejected,
+        "refused": stats.refused,
+        "last_success_at": stats.last_success_at,
+        "last_error": state.last_error if state else None,
+    }
+    if state is not None:
+        out["started_at"] = state.started_at.isoformat(timespec="seconds")
+        out["uptime_s"] = max(0, int((t - state.started_at).total_seconds()))
+    return out
+
+
+def _history() -> Any:
+    """posagent.fleet.history if installed (another module of the agent), else None."""
+    try:
+        return importlib.import_module("posagent.fleet.history")
+    except ImportError:
+        return None
+
+
+def history_figures(state_dir: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """(last_selftest, counters) from the history store; (None, {}) without one."""
+    mod = _history()
+    if mod is None:
+        return None, {}
+    last: dict[str, Any] | None = None
+    counters: dict[str, Any] = {}
+    try:
+        value = mod.last_selftest(state_dir)
+        last = value if isinstance(value, dict) else None
+    except Exception as e:
+        log.warning("history: last self-test unreadable: %s", e)
+    try:
+        value = mod.counters(state_dir)
+        counters = value if isinstance(value, dict) else {}
+    except Exception as e:
+        log.warning("history: counters unreadable: %s", e)
+    return last, counters
+
+
+def heartbeat(config: Config, results: DeviceResults, system: dict[str, Any], state: AgentState | None = None,
+              now: dt.datetime | None = None) -> Finalizer:
+    last, counters = history_figures(config.agent.state_dir)
+    body = envelope(HEARTBEAT, config, now)
+    body.update({
+        "interval_s": float(config.agent.heartbeat_interval),
+        "status": worst(results).label,
+        "devices": devices_json(results),
+        "last_selftest": last,
+        "counters": counters,
+        "system": system,
+    })
+    return _finalizer(body, state, now)
+
+
+def event(config: Config, device: str, driver: str, current: Result, previous: Result | None,
+          results: DeviceResults, suppressed: int = 0, state: AgentState | None = None,
+          now: dt.datetime | None = None) -> Finalizer:
+    """A device's status changed. ``suppressed``: changes folded into this one by the dedupe window."""
+    from posagent.selftest.render import device_json
+
+    body = envelope(EVENT, config, now)
+    body.update({
+        "event": "device_status_changed",
+        "device": device,
+        "current": device_json(driver, current),
+        "previous": ({"status": previous.status.label, "code": previous.code, "message": previous.message}
+                     if previous is not None else None),
+        "suppressed": suppressed,
+        "status": worst(results).label,
+    })
+    return _finalizer(body, state, now)
+
+
+def selftest(config: Config, report_json: dict[str, Any], trigger: str, reason: str,
+             state: AgentState | None = None, now: dt.datetime | None = None) -> Finalizer:
+    """A finished self-test; ``report_json`` is ``selftest.render.report_json(report)``.
+
+    ``trigger`` is scheduled | catch-up | manual; ``reason`` says why the level was lowered.
+    """
+    body = envelope(SELFTEST, config, now)
+    body.update({
+        "trigger": trigger,
+        "reason": reason or None,
+        "started_at": report_json["started_at"],
+        "duration_ms": report_json["duration_ms"],
+        "level": report_json["level"],
+        "status": report_json["status"],
+        "checks": report_json["checks"],
+    })
+    return _finalizer(body, state, now)
+
+
+def _finalizer(body: dict[str, Any], state: AgentState | None, now: dt.datetime | None) -> Finalizer:
+    def finalize(seq: int, stats: Stats) -> dict[str, Any]:
+        body["seq"] = seq
+        body["agent"] = agent_figures(stats, state, now)
+        return body
+
+    return finalize
+
+
+def preview(finalize: Finalizer, next_seq: int, stats: Stats | None = None) -> dict[str, Any]:
+    """The message as it would be sent, without committing it (``posagent heartbeat --json``).
+
+    ``stats``: the outbox figures read with ``outbox.peek()``; None means there is no outbox.
+    """
+    from posagent.fleet.outbox import empty_stats
+
+    return finalize(next_seq, stats if stats is not None else dataclasses.replace(empty_stats(), seq=next_seq - 1))
+
+
+def load_schema(kind: str) -> dict[str, Any]:
+    """The shipped JSON Schema of ``kind`` (heartbeat, event, selftest)."""
+    import json
+    from importlib import resources
+
+    text = resources.files("posagent.config").joinpath("schemas", SCHEMA_FILES[kind]).read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema

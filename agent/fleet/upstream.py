@@ -1,0 +1,265 @@
+"""Delivery of one report to the upstream URL: HTTPS POST of JSON, with retries.
+
+- TLS with certificate verification by default (``ca_file`` for a private CA); plain http
+  only with ``allow_insecure_http = true``.
+- ``Authorization: Bearer <token>`` from systemd's ``$CREDENTIALS_DIRECTORY/upstream-token``
+  (LoadCredential=) or from ``token_file``, which must not be readable by group or others.
+- ``Idempotency-Key: <message_id>``: the receiver dedupes on it (delivery is at-least-once).
+- Retries (tenacity): connection errors, timeouts, 408, 429 and 5xx, with exponential
+  backoff and full jitter, capped; ``Retry-After`` on 429/503 is honoured, capped too.
+  Other 4xx are not retried: 401/403/404/405/407 and redirects mean the agent is refused
+  or misconfigured (``REFUSED``: keep the report, tell the operator once); any other 4xx is
+  about this one report (``REJECTED``: record it and move on).
+
+The token never appears in a log line or an exception message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import enum
+import logging
+import os
+import random
+import stat
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from posagent.config.model import UpstreamSection
+from posagent.core.version import __version__
+
+log = logging.getLogger(__name__)
+
+CREDENTIAL_NAME = "upstream-token"
+_REFUSED = {401, 403, 404, 405, 407}
+_RETRY = {408, 429}
+
+
+class UpstreamError(Exception):
+    """The upstream settings cannot be used (token file, CA file, URL); the text says the fix."""
+
+
+class Outcome(enum.Enum):
+    DELIVERED = "delivered"  # 2xx
+    FAILED = "failed"  # transient: retry later
+    REFUSED = "refused"  # the agent as a whole is refused (auth, wrong URL): keep, tell once
+    REJECTED = "rejected"  # this report is refused for good: record it, go on
+
+
+@dataclass
+class SendResult:
+    outcome: Outcome
+    detail: str
+    http_status: int | None = None
+    retry_after: float | None = None
+    attempts: int = 1
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5  # per send() call; the delivery loop tries again later
+    base: float = 1.0  # first backoff ceiling, seconds; doubles each attempt
+    cap: float = 60.0  # backoff ceiling
+    retry_after_cap: float = 300.0  # the most a Retry-After may make us wait
+    budget: float = 300.0  # a send() gives up after this long
+
+
+def read_token(section: UpstreamSection, env: Mapping[str, str] = os.environ) -> str | None:
+    """The bearer token, or None when none is configured. Raises UpstreamError with the fix."""
+    cred_dir = env.get("CREDENTIALS_DIRECTORY")
+    if cred_dir:
+        path = os.path.join(cred_dir, CREDENTIAL_NAME)
+        if os.path.exists(path):  # systemd made it private to this unit
+            return _read_token_file(path)
+    if not section.token_file:
+        return None
+    path = section.token_file
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise UpstreamError(f"token file {path} not found: create it (mode 600) or fix upstream.token_file")
+    except OSError as e:
+        raise UpstreamError(f"token file {path} cannot be read: {e.strerror}")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o044:
+        who = "everyone" if mode & 0o004 else "its group"
+        raise UpstreamError(f"token file {path} is readable by {who} (mode {mode:04o}); refusing to use it: "
+                            f"chmod 600 {path} and make the agent's user its owner, "
+                            "or pass it with LoadCredential=upstream-token:PATH")
+    return _read_token_file(path)
+
+
+def _read_token_file(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            token = fh.read().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UpstreamError(f"token file {path} cannot be read: {getattr(e, 'strerror', None) or e}")
+    if not token:
+        raise UpstreamError(f"token file {path} is empty")
+    if any(c.isspace() or not c.isprintable() for c in token):
+        raise UpstreamError(f"token file {path} holds more than one line or spaces: write the token alone")
+    return token
+
+
+def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date); None if absent or invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(int(value))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
+
+
+@dataclass
+class Upstream:
+    """One upstream endpoint. ``send()`` retries; ``post_once()`` is a single attempt."""
+
+    section: UpstreamSection
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    stop: threading.Event = field(default_factory=threading.Event)
+    env: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    waits: list[float] = field(default_factory=list)  # the waits slept in the last send()
+    rng: random.Random = field(default_factory=random.Random)  # the backoff's jitter
+
+    def __post_init__(self) -> None:
+        url = self.section.url
+        if not url:
+            raise UpstreamError("no upstream URL configured: set [upstream] url in the config")
+        scheme = url.split(":", 1)[0].lower()
+        if scheme == "http" and not self.section.allow_insecure_http:
+            raise UpstreamError(f"{url} is plain http: reports would travel unencrypted; use https, "
+                                "or set allow_insecure_http = true on a lab network")
+        if scheme not in ("http", "https"):
+            raise UpstreamError(f"upstream url {url} is not http(s)")
+        self._verify = self._tls_context() if scheme == "https" else True
+        self._token = read_token(self.section, self.env)
+        if self._token is None:
+            log.warning("no upstream token configured: sending reports without Authorization")
+        self._client: Any = None
+
+    def _tls_context(self) -> Any:
+        import ssl
+
+        if not self.section.ca_file:
+            return ssl.create_default_context()
+        try:
+            return ssl.create_default_context(cafile=self.section.ca_file)
+        except FileNotFoundError:
+            raise UpstreamError(f"ca_file {self.section.ca_file} not found")
+        except (OSError, ssl.SSLError) as e:
+            raise UpstreamError(f"ca_file {self.section.ca_file} is not a PEM certificate bundle: {e}")
+
+    def _http(self) -> Any:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.Client(timeout=float(self.section.timeout), verify=self._verify,
+                                        follow_redirects=False,
+                                        headers={"User-Agent": f"posagent/{__version__}"})
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception as e:
+                log.debug("closing the HTTP client: %s", e)
+            self._client = None
+
+    def post_once(self, body: bytes, message_id: str) -> SendResult:
+        import httpx
+
+        headers = {"Content-Type": "application/json", "Idempotency-Key": message_id}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        try:
+            resp = self._http().post(self.section.url, content=body, headers=headers)
+        except httpx.TimeoutException:
+            return SendResult(Outcome.FAILED, f"no answer within {float(self.section.timeout):g} s")
+        except httpx.HTTPError as e:
+            return SendResult(Outcome.FAILED, f"connection failed: {_short(e)}")
+        return classify(resp.status_code, resp.reason_phrase, resp.headers.get("Retry-After"),
+                        resp.headers.get("Location"))
+
+    def send(self, body: bytes, message_id: str) -> SendResult:
+        """Post with retries on transient failures; the last attempt's result."""
+        import tenacity
+
+        p = self.policy
+        self.waits = []
+        attempts = 0
+
+        def wait(rs: tenacity.RetryCallState) -> float:
+            last: SendResult = rs.outcome.result()  # type: ignore[union-attr]
+            if last.retry_after is not None:
+                return min(last.retry_after, p.retry_after_cap)
+            return full_jitter(self.rng, p.base, p.cap, rs.attempt_number)
+
+        def attempt() -> SendResult:
+            nonlocal attempts
+            attempts += 1
+            return self.post_once(body, message_id)
+
+        def sleep(seconds: float) -> None:
+            self.waits.append(seconds)
+            log.debug("attempt %d failed; next in %.2f s", attempts, seconds)
+            self.stop.wait(seconds)  # an Event wait: stop() ends it at once
+
+        retrying = tenacity.Retrying(
+            stop=(tenacity.stop_after_attempt(p.attempts) | tenacity.stop_after_delay(p.budget)
+                  | tenacity.stop_when_event_set(self.stop)),
+            wait=wait,
+            retry=tenacity.retry_if_result(lambda r: r.outcome is Outcome.FAILED),
+            sleep=sleep,
+            retry_error_callback=lambda rs: rs.outcome.result(),  # type: ignore[union-attr]
+        )
+        result: SendResult = retrying(attempt)
+        result.attempts = attempts
+        return result
+
+
+def full_jitter(rng: random.Random, base: float, cap: float, failures: int) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**(failures-1))].
+
+    The exponent is clamped: a days-long outage counts thousands of failures, and 2.0**1024
+    would overflow a float."""
+    return rng.uniform(0.0, min(cap, base * 2.0 ** min(max(1, failures) - 1, 60)))
+
+
+def classify(status: int, reason: str, retry_after: str | None = None, location: str | None = None) -> SendResult:
+    what = f"HTTP {status} {reason}".rstrip()
+    if 200 <= status < 300:
+        return SendResult(Outcome.DELIVERED, what, status)
+    if status in _RETRY or status >= 500:
+        ra = parse_retry_after(retry_after) if status in (429, 503) else None
+        return SendResult(Outcome.FAILED, what, status, retry_after=ra)
+    if status == 401:
+        return SendResult(Outcome.REFUSED, f"{what}: the upstream does not accept the token "
+                                           "(check upstream.token_file / the upstream-token credential)", status)
+    if status == 403:
+        return SendResult(Outcome.REFUSED, f"{what}: this terminal is not allowed to report (check its token)", status)
+    if 300 <= status < 400:
+        return SendResult(Outcome.REFUSED, f"{what}: redirected to {location or '?'}; put the final URL "
+                                           "in upstream.url", status)
+    if status in _REFUSED:
+        return SendResult(Outcome.REFUSED, f"{what}: check upstream.url", status)
+    return SendResult(Outcome.REJECTED, what, status)
+
+
+def _short(e: BaseException) -> str:
+    text = str(e) or type(e).__name__
+    cause = e.__cause__ or e.__context__
+    if cause is not None and "CERTIFICATE_VERIFY_FAILED" in str(cause):
+        text = f"TLS certificate not trusted ({cause}); set upstream.ca_file for a private CA"
+    return text[:300]
