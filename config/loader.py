@@ -26,6 +26,8 @@ from posagent.config.model import (
 )
 from posagent.config.urls import parse_url
 from posagent.core.i18n import _
+from posagent.core.registry import available_drivers, load_driver
+from posagent.core.values import parse_duration
 
 DEFAULT_PATH = "/etc/posagent/posagent.toml"
 _SECTIONS = {"agent": AgentSection, "schedule": ScheduleSection, "upstream": UpstreamSection,
@@ -120,8 +122,6 @@ def _check_upstream(up: UpstreamSection, path: str, problems: list[str]) -> None
 
 
 def _devices(raw: Any, path: str, problems: list[str]) -> list[DeviceConfig]:
-    from posagent.core.registry import available_drivers, load_driver
-
     if not isinstance(raw, list):
         problems.append(problem(path, "device", _("devices are written as [[device]] tables"),
                                 _("use [[device]], not [device]")))
@@ -193,8 +193,6 @@ def _devices(raw: Any, path: str, problems: list[str]) -> list[DeviceConfig]:
             options = build(cls.Options, dev.get("options"), path, f"{where}.options", problems)
         timeout = None
         if "timeout" in dev:
-            from posagent.config.values import parse_duration
-
             try:
                 timeout = parse_duration(dev["timeout"])
             except ValueError as e:

@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 from posagent.config.errors import did_you_mean, problem
 from posagent.config.urls import DeviceURL
-from posagent.config.values import (
+from posagent.core.i18n import N_, _
+from posagent.core.values import (
     Duration,
     FormError,
     HourRange,
@@ -26,7 +27,6 @@ from posagent.config.values import (
     parse_hour_range,
     parse_time_of_day,
 )
-from posagent.core.i18n import N_, _
 
 T = TypeVar("T")
 

@@ -10,6 +10,9 @@
 | pcsc    | pcsc://?reader=ACS                         |
 | https   | https://acquirer.example.com/health (also http) |
 | sim     | sim://escpos?paper=near_end                |
+
+A scheme a third-party transport registers (entry-point group ``posagent.transports``)
+parses too: host, port, path, user and query as the URL gives them, checked by its opener.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 
 from posagent.core.i18n import _, did_you_mean
-from posagent.core.registry import SIMS, load_plugin
+from posagent.core.registry import SIMS, TRANSPORTS, available, load_plugin
 
 SCHEMES = ("serial", "tcp", "usb", "evdev", "nut", "pcsc", "https", "http", "sim")
 
@@ -92,12 +95,12 @@ def parse_url(raw: str) -> DeviceURL:
         raise ValueError(_("'{url}' has no scheme; write it like {example}").format(
             url=raw, example="serial:///dev/ttyS0 or tcp://host:9100"))
     scheme = m.group(1).lower()
-    if scheme not in SCHEMES:
+    if scheme not in SCHEMES and scheme not in available(TRANSPORTS):
         raise ValueError(_("unknown URL scheme '{scheme}' ({suggestion})").format(
             scheme=scheme, suggestion=did_you_mean(scheme, SCHEMES)))
     parsed = urllib.parse.urlsplit(raw)
     try:
-        return _PARSERS[scheme](raw, parsed, _query(parsed))
+        return _PARSERS.get(scheme, _plugin)(raw, parsed, _query(parsed))
     except ValueError as e:
         # Errors quote the URL; a password in it must not reach a terminal or the journal.
         secret = parsed.password
@@ -217,6 +220,18 @@ def _sim(raw: str, p: urllib.parse.SplitResult, q: dict[str, str]) -> DeviceURL:
         raise ValueError(_("'{url}': name the simulated device, e.g. {example}").format(url=raw, example="sim://escpos"))
     load_plugin(SIMS, family)(**q)  # the simulator validates its knobs (ValueError)
     return DeviceURL(raw, "sim", host=family, params=dict(q))
+
+
+def _plugin(raw: str, p: urllib.parse.SplitResult, q: dict[str, str]) -> DeviceURL:
+    """A URL of a scheme a third-party transport registered: its parts as given."""
+    try:
+        port = p.port
+    except ValueError as e:
+        raise ValueError(_("'{url}': the port is not a number between 1 and 65535").format(url=raw)) from e
+    user = urllib.parse.unquote(p.username) if p.username else None
+    pw = urllib.parse.unquote(p.password) if p.password else None
+    return DeviceURL(raw, p.scheme, host=p.hostname or "", port=port, path=p.path, username=user, password=pw,
+                     params=dict(q))
 
 
 _PARSERS = {

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from posagent.core.base import Driver, Result
 from posagent.core.errors import DeviceError
-from posagent.drivers.ups_common import HINTS, UpsReading, grade
+from posagent.drivers.battery_codes import CODES
+from posagent.drivers.ups_common import UpsReading, grade
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class BatteryDriver(Driver):
     url_example = ""
     support = "beta"
     Options = BatteryOptions
-    hints = HINTS
+    codes = CODES
 
     def status(self) -> Result:
         import psutil

@@ -18,6 +18,7 @@ from typing import Any
 
 from posagent.core.base import Driver, Measurements, Result, Status
 from posagent.core.version import BUILD_YEAR
+from posagent.drivers.system_codes import CODES
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class SystemDriver(Driver):
     url_required = False
     support = "stable"
     Options = SystemOptions
+    codes = CODES
 
     def status(self) -> Result:
         o: SystemOptions = self.options

@@ -21,51 +21,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from posagent.config.values import HourRange
 from posagent.core.base import DriverEnv, Measurements, Result, Status
-from posagent.core.i18n import N_
+from posagent.core.values import HourRange
 
 FIELD_NAMES = ("on_battery", "battery_charge_pct", "battery_runtime_s", "battery_low", "input_voltage_v",
                "load_pct", "ups_status", "model")
 
-_AFTER_POWER_CUT = "After a power cut wait at least a minute before powering the UPS on again."
-
-#: English remediation hints (msgids) of every UPS/battery code; each driver's ``hints``.
-HINTS: dict[str, str] = {
-    "UPS_ON_BATTERY": N_("Mains power is off at the UPS: check the wall socket, the mains (circuit breaker, power "
-                         "in the shop) and the UPS's input plug. Save work; the till runs on battery only for "
-                         "minutes. " + _AFTER_POWER_CUT),
-    "UPS_BATTERY_LOW": N_("The battery is nearly empty: finish the sale and shut the box down now. If mains is on "
-                          "and it stays low after a night of charging, replace the battery. " + _AFTER_POWER_CUT),
-    "UPS_REPLACE_BATTERY": N_("The battery is worn out (aged): replace it; UPS batteries last about 3-5 years."),
-    "UPS_OVERLOAD": N_("Too much is plugged into the UPS: move printers, heaters and monitors to an ordinary "
-                       "socket so only the till is protected."),
-    "UPS_FAULT": N_("The UPS reports a fault or its output is off: switch it off, wait at least a minute, switch "
-                    "it on again; if the fault stays, replace the UPS."),
-    "UPS_NO_RESPONSE": N_("The UPS does not answer: check that it is switched on and its data cable (serial or "
-                          "USB) is plugged in at both ends."),
-    "UPS_PROTOCOL_ERROR": N_("The UPS answered something unreadable: check the cable, the baud rate (2400 for "
-                             "Megatec) and that the UPS speaks the Megatec Q1 protocol."),
-    "UPS_DATA_STALE": N_("The NUT driver stopped getting data from the UPS: check the UPS's data cable, then "
-                         "restart the NUT driver (upsdrvctl stop; upsdrvctl start)."),
-    "UPS_DRIVER_NOT_CONNECTED": N_("upsd runs but its UPS driver does not: check the UPS cable and start the "
-                                   "driver (upsdrvctl start)."),
-    "UPS_UNKNOWN_NAME": N_("upsd does not know this UPS name: list the names with 'upsc -l HOST' and fix the "
-                           "name in the device URL."),
-    "UPS_ACCESS_DENIED": N_("upsd refused the user or password: check them in the device URL against "
-                            "upsd.users (a LOGIN needs an 'upsmon secondary' line)."),
-    "UPSD_UNREACHABLE": N_("Cannot reach upsd: check that nut-server runs, that upsd.conf LISTENs on this "
-                           "address and port, and the firewall."),
-    "UPSD_TLS_UNAVAILABLE": N_("upsd has no TLS certificate configured: configure CERTFILE in upsd.conf, or set "
-                               "starttls = false for this device."),
-    "UPS_TEST_FAILED": N_("The battery could not carry the load through a short test: replace the battery."),
-    "UPS_TEST_NOT_SUPPORTED": N_("This UPS does not offer the battery test: test it by hand (unplug the UPS "
-                                 "from the wall for 10 s outside business hours), or set battery_test = false."),
-    "UPS_TEST_NOT_CONFIRMED": N_("The UPS did not show a running battery test: run the test again; if it "
-                                 "repeats, test the battery by hand."),
-    "BATTERY_NOT_PRESENT": N_("No internal battery found: reseat or replace it if the box should have one, "
-                              "otherwise remove this device from the config."),
-}
 
 
 @dataclass
@@ -177,8 +138,10 @@ def grade(r: UpsReading, *, overload_pct: float = 100.0, what: str = "UPS") -> R
             m[key] = value
     if r.charge_approximate and r.battery_charge_pct is not None:
         m["battery_charge_estimated"] = True
-    m.update({k: v for k, v in r.measurements.items() if v is not None})
-    return Result(status, code, text, measurements=m, fields=r.fields())
+    # figures are measurements; a word such as ups_type ("standby") is a field of the device
+    words = {k: v for k, v in r.measurements.items() if isinstance(v, str)}
+    m.update({k: v for k, v in r.measurements.items() if v is not None and k not in words})
+    return Result(status, code, text, measurements=m, fields={**r.fields(), **words})
 
 
 def parse_number(text: str | None) -> int | float | None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from posagent.config.model import Config, DeviceConfig
 from posagent.core.base import Driver, DriverEnv
+from posagent.core.registry import DriverLoadError, load_driver
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ class Broken:
     code: str
     message: str
     #: Facts for messages in other languages (``driver``, ``exception``, ``package`` ...).
-    measurements: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 class DeviceSet:
@@ -51,8 +52,6 @@ class DeviceSet:
             return entry
 
     def _build(self, dev: DeviceConfig) -> Driver | Broken:
-        from posagent.core.registry import DriverLoadError, load_driver
-
         try:
             cls = load_driver(dev.driver)
         except DriverLoadError as e:

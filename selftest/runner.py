@@ -75,17 +75,17 @@ class Call:
         try:
             r = _as_result(self._fn(), self._what)
         except BaseException as e:
-            r = _from_exception(e, self._what)
-        r.duration_ms = round((time.perf_counter() - self._t0) * 1000.0, 2)
-        self._box.append(r)
+            if not isinstance(e, DeviceError):
+                log.error("check %s raised %s: %s", self._what, type(e).__name__, e, exc_info=True)
+            r = Result.from_error(e)
+        self._box.append(r.timed(round((time.perf_counter() - self._t0) * 1000.0, 2)))
         self._done.set()
 
     def result(self, deadline: float, timeout: float) -> Result:
         """Wait until the monotonic ``deadline`` (``timeout`` names it in the message)."""
         if not self._done.wait(max(0.0, deadline - time.monotonic()) + _GRACE):
             r = Result.unknown("CHECK_TIMEOUT", f"no result within {timeout:g} s (device hung?)")
-            r.duration_ms = round((time.perf_counter() - self._t0) * 1000.0, 2)
-            return r
+            return r.timed(round((time.perf_counter() - self._t0) * 1000.0, 2))
         return self._box[0]
 
 
@@ -100,18 +100,6 @@ def _as_result(value: Any, what: str) -> Result:
             and isinstance(value.fields, dict)):
         return value
     return Result.unknown("DRIVER_BAD_RESULT", f"driver returned {type(value).__name__} instead of a result")
-
-
-def _from_exception(e: BaseException, what: str) -> Result:
-    if isinstance(e, DeviceError):
-        try:
-            status = Status.parse(e.status)
-        except KeyError:
-            status = Status.UNKNOWN
-        return Result(status, e.code, str(e), measurements=dict(getattr(e, "measurements", None) or {}))
-    log.error("check %s raised %s: %s", what, type(e).__name__, e, exc_info=True)
-    return Result.unknown("DRIVER_ERROR", f"driver error: {type(e).__name__}: {e}",
-                          measurements={"exception": type(e).__name__})
 
 
 class Runner:
@@ -169,7 +157,7 @@ class Runner:
             entry = self.devices.get(name)
             if isinstance(entry, Broken):
                 out[name] = (entry.device.driver, Result.unknown(entry.code, entry.message,
-                                                                 measurements=dict(entry.measurements)))
+                                                                 facts=dict(entry.facts)))
             else:
                 calls.append((name, entry, Call(entry.status, f"{name}.status"), entry.timeout))
         for name, driver, call, timeout in calls:
@@ -229,7 +217,7 @@ class Runner:
 
 def _broken(entry: Broken) -> Callable[[CheckContext], Result]:
     def run(ctx: CheckContext) -> Result:
-        return Result.unknown(entry.code, entry.message, measurements=dict(entry.measurements))
+        return Result.unknown(entry.code, entry.message, facts=dict(entry.facts))
 
     return run
 

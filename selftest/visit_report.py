@@ -18,6 +18,7 @@ from typing import Any
 from posagent.core.base import Status
 from posagent.core.i18n import _, language
 from posagent.core.statefile import write_atomic
+from posagent.core.version import __version__
 from posagent.selftest.hints import hint
 from posagent.selftest.messages import display_message
 from posagent.selftest.render import check_word, status_word, summary_line
@@ -34,17 +35,6 @@ class VisitContext:
     history_ok: bool = True
     previous_visit: dict[str, Any] | None = None
     cleared: list[dict[str, Any]] = field(default_factory=list)
-
-
-def visit_context(state_dir: str, recorded: bool = True) -> VisitContext:
-    """Read from the history store, after this run was recorded (``recorded``)."""
-    if not recorded:
-        return VisitContext(history_ok=False)
-    from posagent.fleet import history
-
-    prev = history.previous_visit(state_dir)
-    since = prev["ts"] if prev else 0.0
-    return VisitContext(True, prev, history.cleared_since(state_dir, since))
 
 
 def report_format(path: str) -> str:
@@ -81,8 +71,6 @@ def _cells(c: CheckRecord) -> list[str]:
 
 
 def _facts(report: Report) -> list[tuple[str, str]]:
-    from posagent.core.version import __version__
-
     return [(_("Terminal"), report.terminal_id), (_("Date"), _when(report)),
             (_("Technician"), report.technician or "-"), (_("Test level"), _(report.level.label)),
             (_("Overall result"), summary_line([c.result.status for c in report.checks])),

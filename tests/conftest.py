@@ -34,6 +34,12 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--device-url", action="append", default=[], metavar="DRIVER=URL",
+                     help="run tests/contract against a real device instead of the simulator, e.g. "
+                          "escpos=serial:///dev/ttyS0?baudrate=38400 (repeatable, one per driver)")
+
+
 def skip_or_fail(reason: str) -> None:
     """Skip the test for ``reason`` (something this machine lacks); under CI=true, fail."""
     if IN_CI:

@@ -2,7 +2,10 @@
 
 Commands are modules imported only when chosen, so ``posagent --version`` and
 ``posagent --help`` load nothing beyond argparse. Each command module offers
-``configure(parser)`` and ``run(args) -> int``.
+``configure(parser)`` and ``run(args) -> int``; it uses the services (``posagent.fleet``
+and below), never the daemon, except ``run``, the command that starts it. This dispatcher
+is the one place that imports inside functions: the chosen command, and what running it
+and reporting its errors needs.
 
 Exit codes: 0 ok, 1 warn, 2 fail, 3 unknown (monitoring-plugins convention, for
 ``selftest`` and ``status``); 64 usage error, 78 config error (sysexits), 70 internal
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = _parser(command)
     except ModuleNotFoundError as e:
-        from posagent.core.i18n import _, detect_language, set_language
+        from posagent.core.i18n import _, detect_language, set_language  # deferred: --version stays light
 
         set_language(detect_language(None, None))
         print(_("posagent: command '{command}' is not available in this build ({module})").format(
@@ -76,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EX_USAGE
     _setup_logging(args.debug)
+    # deferred: only a command that runs needs these; --version and --help stay light
     from posagent.cli.common import UsageError
     from posagent.config.errors import ConfigError
     from posagent.core.i18n import _, detect_language, set_language
@@ -101,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if args.debug:
             raise
-        import logging
+        import logging  # deferred: --version stays light
 
         logging.getLogger("posagent").error("internal error", exc_info=True)
         print(_("posagent: internal error: {error} (run with --debug for details)").format(
@@ -122,7 +126,7 @@ def _tolerant_streams() -> None:
 
 
 def _setup_logging(debug: bool) -> None:
-    import logging
+    import logging  # deferred: --version stays light
 
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
                         format="posagent: %(levelname)s %(name)s: %(message)s")

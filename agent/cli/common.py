@@ -1,13 +1,17 @@
-"""Shared command-line pieces: --sim/--config handling, language, exit codes."""
+"""Shared command-line pieces: --sim/--config/--only handling, language, exit codes."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import sys
 import tempfile
 
 from posagent.config import Config, load_config, resolve_path, sim_config_path
+from posagent.config.errors import did_you_mean
 from posagent.core.base import Level, Status
+from posagent.core.i18n import _, detect_language, set_language
 
 
 class UsageError(Exception):
@@ -43,9 +47,16 @@ def load(args: argparse.Namespace) -> Config:
     return load_config(resolve_path(args.config))
 
 
-def setup_language(args: argparse.Namespace, config: Config | None) -> str:
-    from posagent.core.i18n import detect_language, set_language
+def load_selected(args: argparse.Namespace) -> Config:
+    """The config with only the ``--only`` devices (all without it)."""
+    config = load(args)
+    names = only_names(args, config)
+    if names:
+        config = dataclasses.replace(config, devices=[d for d in config.devices if d.name in names])
+    return config
 
+
+def setup_language(args: argparse.Namespace, config: Config | None) -> str:
     lang = detect_language(getattr(args, "lang", None), config.agent.language if config else None)
     if lang == "zh-CN" and not _can_show("中文"):
         lang = "en"  # a console that cannot show Chinese (latin-1, ASCII) gets English, not "???"
@@ -54,8 +65,6 @@ def setup_language(args: argparse.Namespace, config: Config | None) -> str:
 
 
 def _can_show(text: str) -> bool:
-    import sys
-
     try:
         text.encode(sys.stdout.encoding or "ascii")
     except (UnicodeEncodeError, LookupError):
@@ -73,9 +82,6 @@ def only_names(args: argparse.Namespace, config: Config) -> list[str] | None:
     known = {d.name for d in config.devices}
     unknown = [n for n in names if n not in known]
     if unknown:
-        from posagent.config.errors import did_you_mean
-        from posagent.core.i18n import _
-
         raise UsageError(_("--only: no device named '{name}' in {file} ({suggestion})").format(
             name=unknown[0], file=config.path, suggestion=did_you_mean(unknown[0], known)))
     return names

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 
 from posagent.cli.common import add_config
+from posagent.config import load_config, resolve_path
+from posagent.config.loader import example_config_path
+from posagent.core.i18n import _
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -17,14 +20,9 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "example":
-        from posagent.config.loader import example_config_path
-
         with open(example_config_path(), encoding="utf-8") as fh:
             print(fh.read(), end="")
         return 0
-    from posagent.config import load_config, resolve_path
-    from posagent.core.i18n import _
-
     path = args.file or resolve_path(getattr(args, "config", None))
     config = load_config(path)  # ConfigError -> one line per problem, exit 78
     names = ", ".join(f"{d.name} ({d.driver})" for d in config.devices) or _("no devices")

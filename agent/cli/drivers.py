@@ -6,14 +6,14 @@ import argparse
 import json
 import sys
 
+from posagent.core.registry import describe_drivers
+
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
 def run(args: argparse.Namespace) -> int:
-    from posagent.core.registry import describe_drivers
-
     infos = describe_drivers()
     if args.json:
         json.dump([{"name": i.name, "target": i.target, "status": i.status, "detail": i.detail,

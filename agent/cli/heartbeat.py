@@ -5,6 +5,8 @@ the outbox figures (backlog, drops) read from the outbox without writing to it.
 With ``--send`` (the technician's "request heartbeat") it is committed to the outbox and
 delivered at once; if delivery fails it stays in the outbox for the daemon. Committed
 heartbeats are also written to ``[export] prometheus_textfile`` when one is configured.
+The status round, the outbox, the upstream and the textfile are the daemon's own services
+(``posagent.fleet.service``); ``send()`` is also ``posagent run --once``.
 
 Exit codes: 0 shown / delivered; 65 the upstream rejected it (recorded); 75 not delivered
 now (kept in the outbox); 78 upstream settings unusable.
@@ -13,17 +15,22 @@ now (kept in the outbox); 78 upstream settings unusable.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
 import time
 from typing import Any, TextIO
 
-from posagent.cli.common import add_common, load, only_names
+from posagent.cli.common import add_common, load_selected
 from posagent.config.model import Config
-from posagent.fleet.outbox import DB_NAME, Outbox
-from posagent.fleet.upstream import RetryPolicy, Upstream
+from posagent.fleet import messages
+from posagent.fleet.delivery import deliver
+from posagent.fleet.outbox import Outbox, OutboxError
+from posagent.fleet.outbox_db import DB_NAME, peek
+from posagent.fleet.service import export_prometheus, make_upstream, open_outbox, status_round
+from posagent.fleet.upstream import Outcome, RetryPolicy, Upstream
+from posagent.selftest.devices import DeviceSet
+from posagent.selftest.runner import Runner
 
 EX_DATAERR = 65
 EX_TEMPFAIL = 75
@@ -40,21 +47,10 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="commit it to the outbox and deliver it now (the technician's 'request heartbeat')")
 
 
-def load_selected(args: argparse.Namespace) -> Config:
-    config = load(args)
-    names = only_names(args, config)
-    if names:
-        config = dataclasses.replace(config, devices=[d for d in config.devices if d.name in names])
-    return config
-
-
 def run(args: argparse.Namespace) -> int:
     config = load_selected(args)
     if args.send:
         return send(config, drain=False, as_json=args.json)
-    from posagent.fleet import messages
-    from posagent.fleet.outbox import OutboxError, peek
-
     finalize = build(config)
     try:
         stats = peek(config.agent.state_dir)
@@ -71,11 +67,6 @@ def run(args: argparse.Namespace) -> int:
 
 def build(config: Config) -> Any:
     """The heartbeat's finalizer, after one status round."""
-    from posagent.daemon.loop import status_round
-    from posagent.fleet import messages
-    from posagent.selftest.devices import DeviceSet
-    from posagent.selftest.runner import Runner
-
     with DeviceSet(config) as devices:
         results, system = status_round(Runner(devices), config)
     return messages.heartbeat(config, results, system)
@@ -103,9 +94,6 @@ def match_owner(state_dir: str) -> None:
 
 def send(config: Config, *, drain: bool, as_json: bool = False, out: TextIO = sys.stdout) -> int:
     """Commit one heartbeat and deliver it now; with ``drain`` also the backlog."""
-    from posagent.daemon.loop import make_upstream, open_outbox
-    from posagent.fleet.outbox import OutboxError
-
     upstream, bad = make_upstream(config, INTERACTIVE_RETRY)
     if bad:
         print(f"posagent: upstream not usable: {bad}", file=sys.stderr)
@@ -125,10 +113,6 @@ def send(config: Config, *, drain: bool, as_json: bool = False, out: TextIO = sy
 
 def _commit_and_send(config: Config, outbox: Outbox, upstream: Upstream | None, finalize: Any, *, drain: bool,
                      as_json: bool, out: TextIO) -> int:
-    from posagent.fleet.delivery import deliver
-    from posagent.fleet.outbox import OutboxError
-    from posagent.fleet.upstream import Outcome
-
     match_owner(config.agent.state_dir)
     try:
         message = outbox.commit("heartbeat", finalize)
@@ -140,8 +124,6 @@ def _commit_and_send(config: Config, outbox: Outbox, upstream: Upstream | None, 
     else:
         summary(message, out, sent=True)
     if config.export.prometheus_textfile:
-        from posagent.daemon.loop import export_prometheus
-
         export_prometheus(config.export.prometheus_textfile, message)
     if upstream is None:
         print(f"posagent: no upstream url configured: heartbeat seq {message['seq']} kept in the outbox",

@@ -16,6 +16,13 @@ import time
 from typing import Any
 
 from posagent.cli.common import UsageError, add_common, load, only_names, setup_language
+from posagent.core.base import Status
+from posagent.core.i18n import _
+from posagent.core.values import parse_duration
+from posagent.fleet import history
+from posagent.selftest.hints import hint
+from posagent.selftest.render import status_word
+from posagent.selftest.textwidth import pad, width
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -26,9 +33,6 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load(args)
     setup_language(args, config)
-    from posagent.core.i18n import _
-    from posagent.fleet import history
-
     since_ts = _since(args.since)
     only = only_names(args, config)
     state_dir = config.agent.state_dir
@@ -57,9 +61,6 @@ def run(args: argparse.Namespace) -> int:
 def _since(text: str | None) -> float | None:
     if not text:
         return None
-    from posagent.config.values import parse_duration
-    from posagent.core.i18n import _
-
     try:
         return time.time() - parse_duration(text)
     except ValueError as e:
@@ -81,8 +82,6 @@ def short_time(iso: str | None) -> str:
 
 
 def table(heads: list[str], rows: list[list[str]]) -> list[str]:
-    from posagent.selftest.textwidth import pad, width
-
     widths = [max([width(h)] + [width(r[i]) for r in rows]) for i, h in enumerate(heads)]
     lines = ["  ".join(pad(h, w) for h, w in zip(heads, widths, strict=True)).rstrip(),
              "  ".join("-" * w for w in widths)]
@@ -91,10 +90,6 @@ def table(heads: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _print_runs(runs: list[dict[str, Any]], terminal: str, since: str | None) -> None:
-    from posagent.core.base import Status
-    from posagent.core.i18n import _
-    from posagent.selftest.render import status_word
-
     title = _("Self-tests of {terminal}").format(terminal=terminal)
     if since:
         title += " " + _("(last {age})").format(age=since)
@@ -109,9 +104,6 @@ def _print_runs(runs: list[dict[str, Any]], terminal: str, since: str | None) ->
 
 
 def _print_faults(faults: list[dict[str, Any]]) -> None:
-    from posagent.core.i18n import _
-    from posagent.selftest.hints import hint
-
     print()
     print(_("Faults: when each appeared and cleared"))
     if not faults:
@@ -125,8 +117,6 @@ def _print_faults(faults: list[dict[str, Any]]) -> None:
 
 
 def _print_counters(c: dict[str, Any]) -> None:
-    from posagent.core.i18n import _
-
     print()
     failures = ", ".join(f"{dev} {n}" for dev, n in sorted(c["failures"].items())) or _("none")
     print(_("Since {date}: {runs} self-tests; failures per device: {failures}; "

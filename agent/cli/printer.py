@@ -14,6 +14,7 @@ import json
 import sys
 
 from posagent.cli.common import UsageError, add_config, load
+from posagent.drivers.escpos.counters import CounterStore, counter_path, ribbon_grade
 
 EX_IOERR = 74
 
@@ -30,8 +31,6 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from posagent.drivers.escpos.counters import CounterStore, counter_path, ribbon_grade
-
     config = load(args)
     printers = [d for d in config.devices if d.driver == "escpos"]
     device = next((d for d in printers if d.name == args.name), None)

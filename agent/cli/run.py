@@ -2,7 +2,8 @@
 
 Logs go to stderr, which systemd hands to the journal (``journalctl -u posagent``); under
 systemd each line carries its syslog priority so ``journalctl -p warning`` works.
-``--once`` sends one heartbeat (and the backlog), then exits: for tests and benchmarks.
+``--once`` sends one heartbeat (and the backlog), then exits: for tests and benchmarks
+(``posagent heartbeat``'s send, no daemon). The only command that imports the daemon.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ import argparse
 import dataclasses
 import logging
 import os
+import signal
 import sys
 from typing import ClassVar
 
-from posagent.cli.common import UsageError, add_common
+from posagent.cli.common import UsageError, add_common, load_selected
+from posagent.cli.heartbeat import send
 from posagent.config.model import Config
+from posagent.daemon.loop import Daemon
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -27,8 +31,6 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def load_for_run(args: argparse.Namespace) -> Config:
-    from posagent.cli.heartbeat import load_selected
-
     config = load_selected(args)
     url = args.upstream or config.upstream.url
     insecure = args.allow_insecure_http or config.upstream.allow_insecure_http
@@ -46,17 +48,11 @@ def load_for_run(args: argparse.Namespace) -> Config:
 
 def run(args: argparse.Namespace) -> int:
     if not args.once:  # a reload request before the daemon is up must not kill it
-        import signal
-
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
     config = load_for_run(args)
     _setup_logging(args.debug if hasattr(args, "debug") else False)
     if args.once:
-        from posagent.cli.heartbeat import send
-
         return send(config, drain=True)
-    from posagent.daemon.loop import Daemon
-
     return Daemon(config, reload=lambda: load_for_run(args)).run()
 
 

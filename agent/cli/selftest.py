@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import getpass
 import json
 import sys
 
-from posagent.cli.common import add_common, exit_code, load, only_names, parse_level, setup_language
+from posagent.cli.common import UsageError, add_common, exit_code, load, only_names, parse_level, setup_language
+from posagent.core.i18n import _, language
+from posagent.fleet.history import record_selftest
+from posagent.fleet.visit import visit_outputs
+from posagent.selftest.devices import DeviceSet
+from posagent.selftest.render import ProgressLine, render_table, report_json, summary_line
+from posagent.selftest.runner import Runner
+from posagent.selftest.visit_report import report_format
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -25,23 +34,18 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load(args)
     setup_language(args, config)
-    from posagent.core.i18n import _
-    from posagent.selftest.devices import DeviceSet
-    from posagent.selftest.render import ProgressLine, render_table, report_json, summary_line
-    from posagent.selftest.runner import Runner
-
     level = parse_level(args.level)
     only = only_names(args, config)
     if getattr(args, "report", None):
         _check_report_path(args.report)
     progress = None if args.json else ProgressLine()
     with DeviceSet(config) as devices:
-        runner = Runner(devices, progress=progress, prompt=_prompt, say=_say, lang=_language())
+        runner = Runner(devices, progress=progress, prompt=_prompt, say=_say, lang=language())
         report = runner.selftest(level, only)
     if progress is not None:
         progress.clear()
-    report.technician = args.technician or _login_name()
-    recorded = _after_run(config, report)
+    report = dataclasses.replace(report, technician=args.technician or _login_name())
+    recorded = record_selftest(config, report)  # False when the history store could not keep it
     if args.json:
         json.dump(report_json(report), sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
@@ -52,38 +56,16 @@ def run(args: argparse.Namespace) -> int:
         print(summary_line([c.result.status for c in report.checks]))
     code = exit_code([c.result.status for c in report.checks])
     if getattr(args, "report", None) or getattr(args, "print_report", False):
-        from posagent.fleet.visit import visit_outputs
-
         code = visit_outputs(args, config, report, recorded, code)
     return code
 
 
-def _after_run(config: object, report: object) -> bool:
-    """Hooks that keep a record of the run (history store), when installed; True if recorded."""
-    import importlib
-
-    try:
-        hooks = importlib.import_module("posagent.fleet.history")
-    except ModuleNotFoundError:
-        return False
-    return hooks.record_selftest(config, report) is not False
-
-
 def _check_report_path(path: str) -> None:
     """A usage error before the test runs, not after, for a report name we cannot write."""
-    from posagent.cli.common import UsageError
-    from posagent.selftest.visit_report import report_format
-
     try:
         report_format(path)
     except ValueError as e:
         raise UsageError(f"--report: {e}") from None
-
-
-def _language() -> str:
-    from posagent.core.i18n import language
-
-    return language()
 
 
 def _prompt(text: str) -> str:
@@ -100,8 +82,6 @@ def _say(text: str) -> None:
 
 
 def _login_name() -> str:
-    import getpass
-
     try:
         return getpass.getuser()
     except (KeyError, OSError):

@@ -6,6 +6,11 @@ import argparse
 import signal
 import threading
 
+from posagent.cli.common import UsageError
+from posagent.config.urls import parse_url
+from posagent.core.i18n import _
+from posagent.drivers.simulator import simulator_families, start_sim
+
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("urls", nargs="*", metavar="SIM_URL",
@@ -14,11 +19,6 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from posagent.cli.common import UsageError
-    from posagent.config.urls import parse_url
-    from posagent.core.i18n import _
-    from posagent.drivers.simulator import simulator_families, start_sim
-
     urls = args.urls or [f"sim://{family}" for family in simulator_families()]
     handles = []
     try:

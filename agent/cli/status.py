@@ -7,6 +7,11 @@ import json
 import sys
 
 from posagent.cli.common import add_common, exit_code, load, only_names, setup_language
+from posagent.core.base import Status
+from posagent.core.i18n import _
+from posagent.selftest.devices import DeviceSet
+from posagent.selftest.render import device_json, render_table, summary_line
+from posagent.selftest.runner import Runner
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -16,12 +21,6 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load(args)
     setup_language(args, config)
-    from posagent.core.base import Status
-    from posagent.core.i18n import _
-    from posagent.selftest.devices import DeviceSet
-    from posagent.selftest.render import device_json, render_table, summary_line
-    from posagent.selftest.runner import Runner
-
     with DeviceSet(config) as devices:
         results = Runner(devices).status(only_names(args, config))
     statuses = [r.status for _d, r in results.values()]

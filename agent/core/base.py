@@ -8,59 +8,39 @@ UnifiedPOS CheckHealth level) and ``close()``. Drivers may raise the exceptions 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
-import enum
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from posagent.core.catalog import Code
+from posagent.core.errors import DeviceError
+from posagent.core.status import Level, Status
 
 if TYPE_CHECKING:
-    from posagent.config.model import DeviceConfig
-    from posagent.config.values import HourRange
-
-
-class Status(enum.IntEnum):
-    """Result grades; the integer is the monitoring-plugins exit code, and max() is 'worst'."""
-
-    OK = 0
-    WARN = 1
-    FAIL = 2
-    UNKNOWN = 3
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
-
-    @classmethod
-    def parse(cls, value: str | Status) -> Status:
-        if isinstance(value, Status):
-            return value
-        return cls[value.upper()]
-
-
-class Level(enum.IntEnum):
-    """UnifiedPOS CheckHealth levels; cumulative (external includes internal)."""
-
-    INTERNAL = 1
-    EXTERNAL = 2
-    INTERACTIVE = 3
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
+    from posagent.core.values import HourRange
 
 
 Measurements = dict[str, float | int | str | bool | None]
+Facts = dict[str, Any]
 
 
-@dataclass
+def _is_number(value: object) -> bool:
+    return value is None or isinstance(value, int | float)  # bool is an int: a 0/1 flag
+
+
+@dataclass(frozen=True)
 class Result:
-    """What a check or a status query found.
+    """What a check or a status query found; immutable once built.
 
     ``fields`` are the device family's heartbeat fields (``paper``, ``on_battery`` ...);
-    ``measurements`` are numbers with their unit in the name (``latency_ms``).
-    A value the device did not report is left out, never 0.
+    ``measurements`` are numbers with their unit in the name (``latency_ms``), sent upstream.
+    ``facts`` are what the message was built from (``path``, ``host``, ``reason`` as a
+    stable token, ``exception``), for messages in other languages; never sent upstream.
+    A non-number handed in as a measurement is kept as a fact. A value the device did not
+    report is left out, never 0.
     """
 
     status: Status
@@ -69,6 +49,31 @@ class Result:
     measurements: Measurements = field(default_factory=dict)
     fields: dict[str, Any] = field(default_factory=dict)
     duration_ms: float = 0.0
+    facts: Facts = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.measurements, dict) or not isinstance(self.fields, dict):
+            return  # a malformed result; the runner's check reports it (DRIVER_BAD_RESULT)
+        numbers = {k: v for k, v in self.measurements.items() if _is_number(v)}
+        facts = {k: v for k, v in self.measurements.items() if not _is_number(v)}
+        object.__setattr__(self, "measurements", numbers)
+        object.__setattr__(self, "fields", dict(self.fields))
+        object.__setattr__(self, "facts", {**facts, **(self.facts or {})})
+
+    @classmethod
+    def from_error(cls, exc: BaseException) -> Result:
+        """The one place an exception becomes a result (used by the runner): a DeviceError
+        keeps its code, grade and facts; anything else is a driver bug, DRIVER_ERROR."""
+        if isinstance(exc, DeviceError):
+            return cls(exc.status, exc.code, str(exc), facts=dict(exc.facts))
+        return cls(Status.UNKNOWN, "DRIVER_ERROR", f"driver error: {type(exc).__name__}: {exc}",
+                   facts={"exception": type(exc).__name__})
+
+    def with_message(self, message: str) -> Result:
+        return dataclasses.replace(self, message=message)
+
+    def timed(self, duration_ms: float) -> Result:
+        return dataclasses.replace(self, duration_ms=duration_ms)
 
     @classmethod
     def ok(cls, code: str, message: str, **kw: Any) -> Result:
@@ -116,6 +121,21 @@ class Check:
     run: Callable[[CheckContext], Result]
     description: str = ""
     timeout: float | None = None  # overrides the device's timeout for this check
+
+
+class DeviceSpec(Protocol):
+    """What a driver is built from: one ``[[device]]`` table (posagent.config.model.DeviceConfig)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def driver(self) -> str: ...
+    @property
+    def url(self) -> Any: ...
+    @property
+    def options(self) -> Any: ...
+    @property
+    def timeout(self) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -181,10 +201,11 @@ class Driver:
     support: ClassVar[str] = "beta"
     #: Options dataclass; ``[device.options]`` is validated into an instance of it.
     Options: ClassVar[type] = _Empty
-    #: Remediation hint (English msgid) for each code this driver raises.
-    hints: ClassVar[dict[str, str]] = {}
+    #: The catalogue of every code this driver can end in (posagent.core.catalog): grades,
+    #: message templates, hints. Codes of posagent.core.codes.SHARED need no entry.
+    codes: ClassVar[Mapping[str, Code]] = {}
 
-    def __init__(self, device: DeviceConfig, env: DriverEnv) -> None:
+    def __init__(self, device: DeviceSpec, env: DriverEnv) -> None:
         self.device = device
         self.env = env
         self.options: Any = device.options if device.options is not None else self.Options()

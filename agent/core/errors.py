@@ -8,7 +8,7 @@
 
 Messages must never carry card data: drivers on the card path pass masked values only.
 
-``measurements`` are the facts behind the message (``path``, ``host``/``port``, ``reason``
+``facts`` are the facts behind the message (``path``, ``host``/``port``, ``reason``
 as a short stable token, ...); the runner copies them into the result, so a table in
 another language can say the same thing (selftest/messages.py) without the English text.
 """
@@ -17,21 +17,29 @@ from __future__ import annotations
 
 from typing import Any
 
+from posagent.core.status import Status
+
 
 class DeviceError(Exception):
     """A device could not be asked, or its answer could not be trusted."""
 
     code = "DEVICE_ERROR"
-    status = "unknown"
+    status: Status = Status.UNKNOWN
 
-    def __init__(self, message: str, *, code: str | None = None, status: str | None = None,
-                 measurements: dict[str, Any] | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, status: Status | str | None = None,
+                 facts: dict[str, Any] | None = None, measurements: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
         if status is not None:
-            self.status = status
-        self.measurements: dict[str, Any] = dict(measurements or {})
+            self.status = Status.parse(status)
+        #: What the message was built from (path, host, reason token ...); ``measurements``
+        #: is the older name of the same argument.
+        self.facts: dict[str, Any] = {**(measurements or {}), **(facts or {})}
+
+    @property
+    def measurements(self) -> dict[str, Any]:
+        return self.facts
 
 
 class DeviceNotFound(DeviceError):

@@ -6,12 +6,14 @@ device timeout for a status round, the per-device sum of check timeouts for a se
 (devices run concurrently, the internal checks before the external ones). A job still
 running after ``STUCK_FACTOR`` times that bound (plus ``JOB_SLACK``) is wedged: something
 outside the cut hangs (a port that does not open, a driver holding a lock). The daemon
-then stops the watchdog pings so systemd restarts it.
+then stops the watchdog pings so systemd restarts it. ``start()`` runs a job's work in its
+thread; the main loop looks at ``Job.done``.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,3 +70,18 @@ def selftest_bound(devices: DeviceSet, level: Level) -> float:
         for lvl, total in per.items():
             phases[lvl] = max(phases[lvl], total)
     return sum(phases.values()) + status_bound(devices.config)
+
+
+def start(job: Job, work: Callable[[], Any], wake: Callable[[], None]) -> None:
+    """Run ``work`` in the job's own thread: its result (or exception) lands on ``job``, then
+    ``job.done`` is set and ``wake`` called."""
+
+    def target() -> None:
+        try:
+            job.result = work()
+        except BaseException as e:
+            job.error = e
+        job.done.set()
+        wake()
+
+    threading.Thread(target=target, name=f"job-{job.kind}", daemon=True).start()

@@ -1,10 +1,12 @@
 """The self-test history: every run, its results, fault timelines and counters (SQLite).
 
-One file, ``history.sqlite3`` in the state dir. ``record_selftest`` is called after every
-self-test (CLI and daemon); it keeps the run (who, level, status, every result), opens a
-fault for each non-ok code of a device that the device did not have in its previous run
-and closes the device's faults whose code is gone, then trims the store to the last
-``history.keep_runs`` runs and ``history.keep_days`` days (open faults are always kept).
+What is recorded and read; the file itself (``history.sqlite3`` in the state dir: schema,
+connection, migration) is ``posagent.fleet.history_db``. ``record_selftest`` is called
+after every self-test (CLI and daemon); it keeps the run (who, level, status, every
+result), opens a fault for each non-ok code of a device that the device did not have in
+its previous run and closes the device's faults whose code is gone, then trims the store
+to the last ``history.keep_runs`` runs and ``history.keep_days`` days (open faults are
+always kept).
 
 Counters live "since install" (the store's creation) and are never trimmed: self-tests
 run, failures per device (runs whose worst result for the device was fail or unknown),
@@ -19,102 +21,29 @@ state dir, full disk) is logged and never stops a self-test.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import functools
 import json
 import logging
-import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar, cast
 
+from posagent.config.model import Config
 from posagent.core.base import Status
-
-if TYPE_CHECKING:
-    from posagent.config.model import Config
-    from posagent.selftest.runner import Report
+from posagent.fleet.history_db import connect, db_path
+from posagent.selftest.runner import Report
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-FILENAME = "history.sqlite3"
+__all__ = ["cleared_since", "counters", "db_path", "faults", "last_selftest", "previous_visit", "record_selftest",
+           "record_status", "runs"]
+
 PAPER_END_CODES = frozenset({"PAPER_END"})
 ON_BATTERY_CODES = frozenset({"UPS_ON_BATTERY"})
 _FLAG_COUNTERS = {"paper_end": "paper_end_events", "on_battery": "ups_on_battery_events"}
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, started_at TEXT NOT NULL, ts REAL NOT NULL,
-    terminal_id TEXT NOT NULL, technician TEXT NOT NULL, level TEXT NOT NULL,
-    status TEXT NOT NULL, duration_ms REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS results (
-    run_id INTEGER NOT NULL, seq INTEGER NOT NULL, device TEXT NOT NULL, driver TEXT NOT NULL,
-    check_name TEXT NOT NULL, level TEXT NOT NULL, status TEXT NOT NULL, code TEXT NOT NULL,
-    message TEXT NOT NULL, measurements TEXT NOT NULL, duration_ms REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS results_by_run ON results (run_id);
-CREATE TABLE IF NOT EXISTS faults (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, code TEXT NOT NULL,
-    status TEXT NOT NULL, message TEXT NOT NULL, driver TEXT NOT NULL DEFAULT '',
-    first_at TEXT NOT NULL, first_ts REAL NOT NULL, first_run INTEGER NOT NULL,
-    last_ts REAL NOT NULL, cleared_at TEXT, cleared_ts REAL, cleared_run INTEGER);
-CREATE INDEX IF NOT EXISTS faults_open ON faults (device, cleared_ts);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS flags (device TEXT NOT NULL, flag TEXT NOT NULL, PRIMARY KEY (device, flag));
-"""
-
-
-def db_path(state_dir: str) -> str:
-    return os.path.join(state_dir, FILENAME)
-
-
-@contextlib.contextmanager
-def _connect(state_dir: str, *, create: bool) -> Iterator[sqlite3.Connection | None]:
-    path = db_path(state_dir)
-    if not create and not os.path.exists(path):
-        yield None
-        return
-    if create:
-        os.makedirs(state_dir, mode=0o750, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
-    try:
-        conn.row_factory = sqlite3.Row
-        if create:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
-            _migrate(conn)
-            conn.execute("INSERT OR IGNORE INTO meta VALUES ('created_at', ?)", (_iso(time.time()),))
-            _match_owner(state_dir)
-        yield conn
-    finally:
-        conn.close()
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a store written by an earlier version up to this schema (additive only)."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(faults)")}
-    if "driver" not in columns:
-        conn.execute("ALTER TABLE faults ADD COLUMN driver TEXT NOT NULL DEFAULT ''")
-
-
-def _match_owner(state_dir: str) -> None:
-    """Run as root (sudo posagent selftest) in the service's state dir: leave the files to its owner."""
-    if os.geteuid() != 0:
-        return
-    st = os.stat(state_dir)
-    if st.st_uid == 0:
-        return
-    for suffix in ("", "-wal", "-shm"):
-        path = db_path(state_dir) + suffix
-        with contextlib.suppress(OSError):
-            if os.stat(path).st_uid == 0:
-                os.chown(path, st.st_uid, st.st_gid)
-
-
-def _iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
 
 
 def _flags(code: str, fields: dict[str, Any]) -> set[str]:
@@ -145,7 +74,7 @@ def record_selftest(config: Config, report: Report) -> bool:
     """Keep ``report`` in the store; False (and a log line) when it cannot be written."""
     state_dir = config.agent.state_dir
     try:
-        with _connect(state_dir, create=True) as conn:
+        with connect(state_dir, create=True) as conn:
             assert conn is not None
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -229,7 +158,7 @@ def record_status(state_dir: str, devices: dict[str, dict[str, Any]]) -> None:
     Writes only when a device's flags change, so calling it for every heartbeat is cheap.
     """
     try:
-        with _connect(state_dir, create=True) as conn:
+        with connect(state_dir, create=True) as conn:
             assert conn is not None
             current = {(r["device"], r["flag"]) for r in conn.execute("SELECT device, flag FROM flags")}
             wanted = {name: _flags(str(obj.get("code", "")), obj) for name, obj in devices.items()}
@@ -245,7 +174,7 @@ def record_status(state_dir: str, devices: dict[str, dict[str, Any]]) -> None:
 
 # -- reading -------------------------------------------------------------------
 def _read(state_dir: str) -> contextlib.AbstractContextManager[sqlite3.Connection | None]:
-    return _connect(state_dir, create=False)
+    return connect(state_dir, create=False)
 
 
 def _safe(default: Callable[[], Any]) -> Callable[[Callable[P, R]], Callable[P, R]]:

@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import importlib
+import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 from posagent.config.model import Config
 from posagent.core.base import Result, Status
 from posagent.core.version import __version__
-from posagent.fleet.outbox import Stats
+from posagent.fleet import history
+from posagent.fleet.outbox_db import Stats, empty_stats
+from posagent.fleet.schedule import read_boot_id
+from posagent.selftest.render import device_json
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +55,6 @@ def now_rfc3339(now: dt.datetime | None = None) -> str:
 
 
 def boot_id() -> str | None:
-    from posagent.fleet.schedule import read_boot_id
-
     return read_boot_id()
 
 
@@ -70,8 +72,6 @@ def envelope(schema: str, config: Config, now: dt.datetime | None = None) -> dic
 
 
 def devices_json(results: DeviceResults) -> dict[str, dict[str, Any]]:
-    from posagent.selftest.render import device_json
-
     return {name: device_json(driver, r) for name, (driver, r) in results.items()}
 
 
@@ -97,28 +97,17 @@ def agent_figures(stats: Stats, state: AgentState | None, now: dt.datetime | Non
     return out
 
 
-def _history() -> Any:
-    """posagent.fleet.history if installed (another module of the agent), else None."""
-    try:
-        return importlib.import_module("posagent.fleet.history")
-    except ImportError:
-        return None
-
-
 def history_figures(state_dir: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """(last_selftest, counters) from the history store; (None, {}) without one."""
-    mod = _history()
-    if mod is None:
-        return None, {}
+    """(last_selftest, counters) from the history store; a part it cannot read is logged and left empty."""
     last: dict[str, Any] | None = None
     counters: dict[str, Any] = {}
     try:
-        value = mod.last_selftest(state_dir)
+        value = history.last_selftest(state_dir)
         last = value if isinstance(value, dict) else None
     except Exception as e:
         log.warning("history: last self-test unreadable: %s", e)
     try:
-        value = mod.counters(state_dir)
+        value = history.counters(state_dir)
         counters = value if isinstance(value, dict) else {}
     except Exception as e:
         log.warning("history: counters unreadable: %s", e)
@@ -144,8 +133,6 @@ def event(config: Config, device: str, driver: str, current: Result, previous: R
           results: DeviceResults, suppressed: int = 0, state: AgentState | None = None,
           now: dt.datetime | None = None) -> Finalizer:
     """A device's status changed. ``suppressed``: changes folded into this one by the dedupe window."""
-    from posagent.selftest.render import device_json
-
     body = envelope(EVENT, config, now)
     body.update({
         "event": "device_status_changed",
@@ -190,18 +177,13 @@ def _finalizer(body: dict[str, Any], state: AgentState | None, now: dt.datetime 
 def preview(finalize: Finalizer, next_seq: int, stats: Stats | None = None) -> dict[str, Any]:
     """The message as it would be sent, without committing it (``posagent heartbeat --json``).
 
-    ``stats``: the outbox figures read with ``outbox.peek()``; None means there is no outbox.
+    ``stats``: the outbox figures read with ``outbox_db.peek()``; None means there is no outbox.
     """
-    from posagent.fleet.outbox import empty_stats
-
     return finalize(next_seq, stats if stats is not None else dataclasses.replace(empty_stats(), seq=next_seq - 1))
 
 
 def load_schema(kind: str) -> dict[str, Any]:
     """The shipped JSON Schema of ``kind`` (heartbeat, event, selftest)."""
-    import json
-    from importlib import resources
-
     text = resources.files("posagent.config").joinpath("schemas", SCHEMA_FILES[kind]).read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema

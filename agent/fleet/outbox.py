@@ -1,8 +1,9 @@
 """The durable outbox: every report is committed to SQLite before it is sent.
 
-One file, ``outbox.db`` in the state dir, in WAL mode with ``synchronous=FULL``: once
-``commit()`` returns, the report survives a power cut. A report leaves the outbox only
-after a 2xx (``ack``) or a definite refusal of that one message (``reject``, recorded).
+The queue operations on the outbox file (``posagent.fleet.outbox_db``: schema, settings,
+figures): once ``commit()`` returns, the report survives a power cut. A report leaves the
+outbox only after a 2xx (``ack``) or a definite refusal of that one message (``reject``,
+recorded).
 
 ``seq`` is one counter per terminal across all kinds and restarts; it is allocated in the
 same transaction that inserts the message, so a gap at the receiver means a loss, or a
@@ -12,8 +13,6 @@ Every drop is counted per kind, persisted, and reported in the next messages.
 
 Delivery order (``next_pending``): the newest heartbeat once (the dashboard wants the
 present), then everything else oldest first, heartbeats included.
-
-``peek()`` reads the figures without writing anything (for ``posagent heartbeat --json``).
 """
 
 from __future__ import annotations
@@ -22,46 +21,32 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import os
 import sqlite3
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
-log = logging.getLogger(__name__)
+from posagent.fleet.outbox_db import (
+    KINDS,
+    OutboxError,
+    Pending,
+    Stats,
+    connect,
+    db_path,
+    meta_int,
+    read_stats,
+    set_meta,
+)
 
-KINDS = ("heartbeat", "event", "selftest")
-DB_NAME = "outbox.db"
+log = logging.getLogger(__name__)
+#: The types of the outbox's methods come with it (``from posagent.fleet.outbox import Outbox, Stats``).
+__all__ = ["DROP_LOG_INTERVAL", "REJECTED_KEEP", "Outbox", "OutboxError", "Pending", "Stats"]
+
 #: Drops are logged at once, then summed up at most this often (seconds).
 DROP_LOG_INTERVAL = 3600.0
 #: Rejected messages kept for diagnosis (metadata only).
 REJECTED_KEEP = 100
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS outbox (
-    seq        INTEGER PRIMARY KEY,
-    kind       TEXT    NOT NULL,
-    message_id TEXT    NOT NULL UNIQUE,
-    created    REAL    NOT NULL,
-    bytes      INTEGER NOT NULL,
-    body       BLOB    NOT NULL,
-    attempts   INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS outbox_kind ON outbox (kind, seq);
-CREATE TABLE IF NOT EXISTS rejected (
-    seq        INTEGER PRIMARY KEY,
-    kind       TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    http_status INTEGER,
-    reason     TEXT NOT NULL,
-    at         REAL NOT NULL
-);
-"""
 
 # Drop order under size pressure: superseded heartbeats, events, the newest heartbeat, self-tests.
 _DROP_ORDER = """
@@ -73,68 +58,17 @@ ORDER BY CASE WHEN kind = 'heartbeat' AND seq < :newest THEN 0
 """
 
 
-class OutboxError(Exception):
-    """The outbox cannot be opened or written (disk, permissions)."""
-
-
-@dataclass(frozen=True)
-class Stats:
-    seq: int  # the last seq allocated
-    backlog: int  # messages waiting for delivery
-    backlog_bytes: int
-    dropped: dict[str, int] = field(default_factory=dict)  # per kind, since the outbox was created
-    rejected: int = 0
-    last_success_at: str | None = None
-    oldest_created: float | None = None
-    refused: int = 0  # attempts the upstream refused as a whole (401/403/404...): reports kept
-
-    @property
-    def dropped_total(self) -> int:
-        return sum(self.dropped.values())
-
-
-@dataclass(frozen=True)
-class Pending:
-    seq: int
-    kind: str
-    message_id: str
-    body: bytes
-    created: float
-    attempts: int
-
-
 class Outbox:
     def __init__(self, state_dir: str, *, max_bytes: int, max_age: float,
                  clock: Callable[[], float] = time.time) -> None:
-        self.path = os.path.join(state_dir, DB_NAME)
+        self.path = db_path(state_dir)
         self.max_bytes = max_bytes
         self.max_age = max_age
         self.clock = clock
         self._lock = threading.Lock()
         self._unlogged: dict[str, int] = {}
         self._drop_logged_at: float | None = None
-        try:
-            os.makedirs(state_dir, mode=0o750, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
-            os.close(fd)
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
-            self._setup()
-        except (OSError, sqlite3.Error) as e:
-            raise OutboxError(f"cannot open the outbox {self.path}: {e}") from None
-
-    def _setup(self) -> None:
-        db = self._db
-        if db.execute("PRAGMA auto_vacuum").fetchone()[0] == 0 and not self._has_tables():
-            db.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only effective before the first table
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = FULL")
-        db.execute("PRAGMA journal_size_limit = 1048576")  # truncate the WAL to 1 MB after checkpoints
-        db.execute("PRAGMA wal_autocheckpoint = 256")
-        db.execute("PRAGMA busy_timeout = 10000")
-        db.executescript(_SCHEMA)
-
-    def _has_tables(self) -> bool:
-        return self._db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0] > 0
+        self._db = connect(state_dir)  # OutboxError when it cannot be opened
 
     def set_limits(self, max_bytes: int, max_age: float) -> None:
         with self._lock:
@@ -295,11 +229,10 @@ class Outbox:
             return list(self._db.execute("SELECT seq, kind, http_status, reason FROM rejected ORDER BY seq"))
 
     def _meta_int(self, key: str) -> int:
-        return _meta_int(self._db, key)
+        return meta_int(self._db, key)
 
     def _set_meta(self, key: str, value: object) -> None:
-        self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
-                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+        set_meta(self._db, key, value)
 
     def close(self) -> None:
         with self._lock:
@@ -313,53 +246,3 @@ class Outbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _meta_int(db: sqlite3.Connection, key: str) -> int:
-    row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
-
-
-def read_stats(db: sqlite3.Connection, seq: int) -> Stats:
-    """The outbox figures, read on ``db`` (inside the caller's transaction or read-only)."""
-    n, size, oldest = db.execute("SELECT count(*), coalesce(sum(bytes), 0), min(created) FROM outbox").fetchone()
-    last = db.execute("SELECT value FROM meta WHERE key = 'last_success_at'").fetchone()
-    return Stats(seq=seq, backlog=n, backlog_bytes=size,
-                 dropped={k: _meta_int(db, f"dropped_{k}") for k in KINDS},
-                 rejected=_meta_int(db, "rejected"), last_success_at=last[0] if last else None,
-                 oldest_created=oldest, refused=_meta_int(db, "refused"))
-
-
-def empty_stats() -> Stats:
-    return Stats(seq=0, backlog=0, backlog_bytes=0, dropped=dict.fromkeys(KINDS, 0))
-
-
-def peek(state_dir: str) -> Stats:
-    """The outbox figures, read without writing anything (no seq allocated, no file created).
-
-    No outbox yet: empty figures. Raises OutboxError when it exists but cannot be read.
-    A database nobody has open (no ``-wal``/``-shm`` next to it) is read as immutable, so
-    not even those files appear (run as root, they would be root's and lock the service
-    out); otherwise a read-only connection shares the writer's WAL index.
-    """
-    path = os.path.join(state_dir, DB_NAME)
-    if not os.path.exists(path):
-        return empty_stats()
-    live = any(os.path.exists(path + suffix) for suffix in ("-wal", "-shm"))
-    uri = f"file:{urllib.parse.quote(path)}?{'mode=ro' if live else 'immutable=1'}"
-    try:
-        db = sqlite3.connect(uri, uri=True, timeout=2.0)
-        try:
-            return read_stats(db, _meta_int(db, "seq"))
-        finally:
-            db.close()
-    except sqlite3.Error as e:
-        raise OutboxError(f"cannot read the outbox {path}: {e}") from None
-
-
-def peek_next_seq(state_dir: str) -> int:
-    """The seq the next message would get, read without writing (for previews)."""
-    try:
-        return peek(state_dir).seq + 1
-    except OutboxError:
-        return 1

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import random
+import time
 from dataclasses import dataclass
 
 from posagent.config.model import ScheduleSection
@@ -155,9 +156,7 @@ def read_boot_id(path: str = BOOT_ID_PATH) -> str | None:
 
 
 def system_uptime() -> float:
-    import time
-
-    import psutil
+    import psutil  # deferred: a heavy import, needed once (at the daemon's start)
 
     return max(0.0, time.time() - psutil.boot_time())
 
@@ -175,6 +174,11 @@ def is_just_booted(state_dir: str, boot_id: str | None, uptime_s: float) -> bool
         state["boot_id"] = boot_id
         _save_state(state_dir, state)
     return uptime_s < JUST_BOOTED_S
+
+
+def just_booted(state_dir: str) -> bool:
+    """Whether the system itself has just booted (once per boot; stamps the boot id)."""
+    return is_just_booted(state_dir, read_boot_id(), system_uptime())
 
 
 def load_runs(state_dir: str) -> tuple[dt.datetime | None, dt.datetime | None]:

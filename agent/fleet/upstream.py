@@ -22,6 +22,7 @@ import enum
 import logging
 import os
 import random
+import ssl
 import stat
 import threading
 from collections.abc import Mapping
@@ -149,8 +150,6 @@ class Upstream:
         self._client: Any = None
 
     def _tls_context(self) -> Any:
-        import ssl
-
         if not self.section.ca_file:
             return ssl.create_default_context()
         try:
@@ -162,7 +161,7 @@ class Upstream:
 
     def _http(self) -> Any:
         if self._client is None:
-            import httpx
+            import httpx  # deferred: heavy; only a send needs it, not every importer of this module
 
             self._client = httpx.Client(timeout=float(self.section.timeout), verify=self._verify,
                                         follow_redirects=False,
@@ -178,7 +177,7 @@ class Upstream:
             self._client = None
 
     def post_once(self, body: bytes, message_id: str) -> SendResult:
-        import httpx
+        import httpx  # deferred: heavy; only a send needs it, not every importer of this module
 
         headers = {"Content-Type": "application/json", "Idempotency-Key": message_id}
         if self._token:
@@ -194,7 +193,7 @@ class Upstream:
 
     def send(self, body: bytes, message_id: str) -> SendResult:
         """Post with retries on transient failures; the last attempt's result."""
-        import tenacity
+        import tenacity  # deferred: pulls in asyncio; only a send needs it
 
         p = self.policy
         self.waits = []

@@ -13,15 +13,19 @@ import sys
 from typing import Any
 
 from posagent.config.model import Config
-from posagent.selftest.runner import Report
+from posagent.core.base import Driver, Result, Status
+from posagent.core.i18n import _, language, set_language
+from posagent.core.registry import DriverLoadError, load_driver
+from posagent.fleet import history
+from posagent.selftest.devices import DeviceSet
+from posagent.selftest.hints import hint
+from posagent.selftest.runner import Report, call_with_timeout
+from posagent.selftest.visit_report import VisitContext, short_lines, write_report
 
 EX_CANTCREAT = 73
 
 
 def visit_outputs(args: argparse.Namespace, config: Config, report: Report, recorded: bool, code: int) -> int:
-    from posagent.core.i18n import _
-    from posagent.selftest.visit_report import visit_context, write_report
-
     ctx = visit_context(config.agent.state_dir, recorded)
     ok = True
     if getattr(args, "report", None):
@@ -37,6 +41,15 @@ def visit_outputs(args: argparse.Namespace, config: Config, report: Report, reco
     return code if ok or code else EX_CANTCREAT
 
 
+def visit_context(state_dir: str, recorded: bool = True) -> VisitContext:
+    """Read from the history store, after this run was recorded (``recorded``)."""
+    if not recorded:
+        return VisitContext(history_ok=False)
+    prev = history.previous_visit(state_dir)
+    since = prev["ts"] if prev else 0.0
+    return VisitContext(True, prev, history.cleared_since(state_dir, since))
+
+
 def _only(args: argparse.Namespace) -> list[str] | None:
     raw = getattr(args, "only", None)
     return [n.strip() for n in raw.split(",") if n.strip()] if raw else None
@@ -44,8 +57,6 @@ def _only(args: argparse.Namespace) -> list[str] | None:
 
 def find_printer(config: Config, only: list[str] | None = None) -> str | None:
     """Name of the receipt printer: family "printer" with print_lines, --only names first."""
-    from posagent.core.registry import DriverLoadError, load_driver
-
     names = [d.name for d in config.devices if d.enabled]
     names.sort(key=lambda n: 0 if only and n in only else 1)
     for name in names:
@@ -59,13 +70,6 @@ def find_printer(config: Config, only: list[str] | None = None) -> str | None:
 
 
 def print_on_receipt(config: Config, report: Report, ctx: Any, only: list[str] | None = None) -> bool:
-    from posagent.core.base import Driver, Result, Status
-    from posagent.core.i18n import _, language, set_language
-    from posagent.selftest.devices import DeviceSet
-    from posagent.selftest.hints import hint
-    from posagent.selftest.runner import call_with_timeout
-    from posagent.selftest.visit_report import short_lines
-
     name = find_printer(config, only)
     if name is None:
         print(_("posagent: no receipt printer in the config: cannot print the visit report"), file=sys.stderr)

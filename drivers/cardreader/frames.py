@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from posagent.core.errors import DeviceTimeout, ProtocolError
+from posagent.core.status import Status
 
 LRC_SPANS = ("stx-etx", "after-stx", "payload")
 COMMANDS = ("echo", "version")
@@ -235,7 +236,7 @@ def check(frame: bytes | bytearray | memoryview, p: FrameProfile) -> tuple[int, 
     got, want = view[n - 1], _xor_in_place(_span(view[:n - 1], p))
     if got != want:
         raise ProtocolError(f"LRC 0x{got:02x} does not match the frame (0x{want:02x})", code="READER_BAD_CHECKSUM",
-                            status="fail")
+                            status=Status.FAIL)
     return 1 + lb, n - 2
 
 
@@ -313,7 +314,8 @@ def exchange(stream: Stream, p: FrameProfile, payload: bytes, timeout: float | N
         if first[0] == p.nak:
             naks += 1
             if naks > p.retries_on_nak:
-                raise ProtocolError(f"the reader answered NAK to all {naks} tries", code="READER_NAK", status="fail")
+                raise ProtocolError(f"the reader answered NAK to all {naks} tries", code="READER_NAK",
+                                    status=Status.FAIL)
             continue
         if p.ack_before_reply:
             if first[0] != p.ack:

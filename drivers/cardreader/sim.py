@@ -24,7 +24,8 @@ import os
 import threading
 from typing import Any, ClassVar
 
-from posagent.drivers.cardreader.frames import PROFILES, FrameProfile, encode, frame_end, get_profile
+from posagent.core.errors import ProtocolError
+from posagent.drivers.cardreader.frames import PROFILES, FrameProfile, decode, encode, frame_end, get_profile
 from posagent.drivers.cardreader.tracks import track_lrc
 from posagent.drivers.simulator import ByteSimulator, KnobSpec
 
@@ -108,9 +109,6 @@ class CardReaderSim(ByteSimulator):
         return bytes(out)
 
     def _answer(self, frame: bytes) -> bytes:
-        from posagent.core.errors import ProtocolError
-        from posagent.drivers.cardreader.frames import decode
-
         p = self.profile
         self.frames += 1
         nak = bytes((p.nak,))

@@ -20,9 +20,11 @@ from posagent.config.urls import DeviceURL
 from posagent.core.base import Result
 from posagent.core.errors import DeviceIOError, ProtocolError
 from posagent.core.i18n import _
+from posagent.drivers import transport
 from posagent.drivers.cardreader import frames
 from posagent.drivers.cardreader.frames import FrameProfile
 from posagent.drivers.cardreader.tracks import SwipeInfo, parse_swipe, wipe
+from posagent.drivers.transport.evdev import EventReader, KeyDevice, WedgeDecoder
 from posagent.drivers.transport.stream import ByteStream
 
 #: Unframed readers end a swipe with CR; without one, this much silence ends it.
@@ -91,9 +93,7 @@ def wait_serial_swipe(stream: ByteStream, p: FrameProfile, buf: bytearray, limit
 
 def wait_wedge_swipe(url: DeviceURL, buf: bytearray, limit: float, say: Callable[[str], None] | None) -> SwipeRead:
     """Grab a keyboard-wedge reader and turn its keystrokes into ASCII in ``buf``."""
-    from posagent.drivers.transport.evdev import EventReader, WedgeDecoder, open_device
-
-    dev = open_device(url, "READER_NOT_PRESENT")
+    dev: KeyDevice = transport.open(url, kind="input", not_found_code="READER_NOT_PRESENT")
     reader: EventReader | None = None
     decoder = WedgeDecoder(buf)
     t0 = time.monotonic()

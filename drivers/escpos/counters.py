@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import logging
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -30,8 +31,11 @@ from typing import Any
 
 from posagent.core.statefile import read_json, state_path, write_json
 
+log = logging.getLogger("posagent.drivers.escpos")
+
 SCHEMA = 1
 _ID_STRING_MAX = 80
+_WRITE_ERRORS: dict[str, str] = {}  # state file -> the last error logged: each is logged once per process
 
 
 @dataclass
@@ -218,3 +222,34 @@ def ribbon_grade(lines: int, life_lines: int, warn_pct: float) -> tuple[str, flo
     if pct >= warn_pct:
         return "near_end", pct
     return "ok", pct
+
+
+class PrinterState:
+    """The driver's side of its state file: the counters, the identity the file remembers
+    (``memo``, refreshed by every read), and updates whose failure is logged once per
+    process and error, not per call (a read-only state dir must not flood the journal)."""
+
+    def __init__(self, store: CounterStore | None, where: str) -> None:
+        self.store = store
+        self.where = where
+        self.memo: IdentityMemo | None = None  # GS I as remembered in the state file
+
+    def counters(self) -> Counters | None:
+        """The counters, and (as a side effect) the identity the state file remembers."""
+        if self.store is None:
+            return None
+        counters, self.memo = self.store.read_state()
+        return counters
+
+    def update(self, change: Callable[[CounterStore], object]) -> None:
+        """Update the state file; a failure is logged once per process and error."""
+        store = self.store
+        if store is None:
+            return
+        try:
+            change(store)
+        except OSError as e:
+            if _WRITE_ERRORS.get(store.path) != str(e):
+                _WRITE_ERRORS[store.path] = str(e)
+                log.warning("%s: cannot update %s: %s (logged once; counters and identity are not kept "
+                            "while it cannot be written)", self.where, store.path, e)

@@ -1,9 +1,10 @@
 """The ESC/POS driver's identity part: GS I asked, remembered and reported.
 
-A mixin of ``EscposDriver`` (``posagent.drivers.escpos``): GS I 1, 2, 3 and 65, 66, 67
-are asked up to the first one left unanswered; the answer (or the silence) is remembered
-in the driver instance and in the state file, and a remembered silence is asked again
-only after ``IDENTITY_RETRY_S``.
+``IdentityReader`` is composed into ``EscposDriver`` (``posagent.drivers.escpos``): GS I
+1, 2, 3 and 65, 66, 67 are asked through the printer's ``Link`` up to the first one left
+unanswered; the answer (or the silence) is remembered in the reader (for as long as the
+link stays open) and in the state file, and a remembered silence is asked again only
+after ``IDENTITY_RETRY_S``.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 from posagent.core.base import CheckContext, Result
 from posagent.core.errors import DeviceError, DeviceTimeout, ProtocolError
-from posagent.drivers.escpos.counters import CounterStore, IdentityMemo
+from posagent.drivers.escpos.counters import IdentityMemo, PrinterState
+from posagent.drivers.escpos.options import EscposOptions
 from posagent.drivers.escpos.status import (
     ID_BYTE_QUERIES,
     ID_STRING_END,
@@ -29,79 +31,73 @@ from posagent.drivers.escpos.status import (
     identity_from,
     parse_id_string,
 )
+from posagent.drivers.transport.link import Link
 
 log = logging.getLogger("posagent.drivers.escpos")
-T = TypeVar("T")
 
 IDENTITY_RETRY_S = 3600.0  # a printer that ignored GS I is asked again after this long
 
 
-class IdentityMixin:
-    """GS I for ``EscposDriver``; relies on the driver's link, status and state file."""
+class IdentityReader:
+    """GS I for one printer: asked through its link, remembered here and in the state file."""
 
-    options: Any
-    _id_memo: IdentityMemo | None  # GS I as asked by this instance
-    _stored_memo: IdentityMemo | None  # GS I as remembered in the state file
+    def __init__(self, link: Link, options: EscposOptions, state: PrinterState,
+                 read_status: Callable[[], EscposStatus], where: str) -> None:
+        self._link = link
+        self._options = options
+        self._state = state
+        self._read_status = read_status
+        self._where = where
+        self.memo: IdentityMemo | None = None  # GS I as asked by this reader on the open link
 
-    if TYPE_CHECKING:  # provided by EscposDriver
-        def _where(self) -> str:
-            ...  # declared for mypy; the driver class provides it
+    def forget(self) -> None:
+        """The link closed: a reconnect may be another printer (the state file's memory stays)."""
+        self.memo = None
 
-        def _exchange(self, fn: Callable[[Any], T], *, retry: bool = True) -> T:
-            ...  # declared for mypy; the driver class provides it
-
-        def _store(self, update: Callable[[CounterStore], object]) -> None:
-            ...  # declared for mypy; the driver class provides it
-
-        def _read_counters(self) -> object:
-            ...  # declared for mypy; the driver class provides it
-
-        def read_status(self) -> EscposStatus:
-            ...  # declared for mypy; the driver class provides it
-
-    def _maybe_identity(self, st: EscposStatus) -> None:
+    def maybe_read(self, st: EscposStatus) -> None:
         """For the test slip: ask GS I only when nothing is remembered (a remembered
         silence is asked again after IDENTITY_RETRY_S), and only while online: an offline
         printer holds GS I in its buffer."""
-        if st.offline or self._memo_answered() or self._silence_remembered():
+        if st.offline or self._answered() or self._silence_remembered():
             return
         try:
-            self.read_identity()
+            self.read()
         except DeviceError as e:  # identity is best effort; the status stands
-            log.info("%s: identity not read: %s", self._where(), e)
+            log.info("%s: identity not read: %s", self._where, e)
 
-    def _memo(self) -> IdentityMemo | None:
-        """What GS I gave when last asked: this instance's answer or the state file's, the newer."""
-        mine, stored = self._id_memo, self._stored_memo
+    def _remembered(self) -> IdentityMemo | None:
+        """What GS I gave when last asked: this reader's answer or the state file's, the newer."""
+        mine, stored = self.memo, self._state.memo
         if mine is None or (stored is not None and stored.asked_unix > mine.asked_unix):
             return stored
         return mine
 
-    def _memo_answered(self) -> bool:
-        memo = self._memo()
+    def _answered(self) -> bool:
+        memo = self._remembered()
         return memo is not None and memo.answered
 
     def _silence_remembered(self) -> bool:
         """GS I went unanswered less than IDENTITY_RETRY_S ago: do not wait for it again."""
-        memo = self._memo()
+        memo = self._remembered()
         return memo is not None and not memo.answered and memo.age(time.time()) < IDENTITY_RETRY_S
 
     @property
-    def _identity(self) -> Identity | None:
-        memo = self._memo()
+    def identity(self) -> Identity | None:
+        """The identity last answered (here or in the state file), None if none was."""
+        memo = self._remembered()
         return identity_from(memo.ids, memo.strings) if memo is not None and memo.answered else None
 
-    def read_identity(self) -> Identity:
+    def read(self) -> Identity:
         """GS I 1, 2, 3 and 65, 66, 67 up to the first one left unanswered (not an error);
-        remembered in this instance and in the state file."""
-        ids, strings = self._exchange(self._identity_on)
+        remembered in this reader and in the state file."""
+        ids, strings = self._link.exchange(self._ask)
         memo = IdentityMemo(ids, strings, time.time())
-        self._id_memo = memo
-        self._store(lambda store: store.remember_identity(memo))
+        self.memo = memo
+        self._state.update(lambda store: store.remember_identity(memo))
         return identity_from(ids, strings)
 
-    def _identity_on(self, s: Any) -> tuple[dict[int, int], dict[int, str]]:
-        timeout = self.options.identity_timeout
+    def _ask(self, s: Any) -> tuple[dict[int, int], dict[int, str]]:
+        timeout = self._options.identity_timeout
         ids: dict[int, int] = {}
         strings: dict[int, str] = {}
         for n in (*ID_BYTE_QUERIES, *ID_STRING_QUERIES):
@@ -127,19 +123,20 @@ class IdentityMixin:
         raise ProtocolError(f"GS I {n}: no 00 terminator within {ID_STRING_MAX + 2} bytes",
                             code="PRINTER_PROTOCOL_ERROR")
 
-    def _check_identity(self, ctx: CheckContext) -> Result:
-        st = self.read_status()
+    def check(self, ctx: CheckContext) -> Result:
+        """The ``identity`` check: model and firmware, or why they are not reported."""
+        st = self._read_status()
         if st.offline:
             return Result.ok("PRINTER_ID_NOT_READ", "identity not read: the printer is offline and answers "
                              "GS I only when online (see the status check)")
-        self._read_counters()  # refresh what the state file remembers
-        memo = self._memo()
+        self._state.counters()  # refresh what the state file remembers
+        memo = self._remembered()
         if memo is not None and self._silence_remembered():
             asked = dt.datetime.fromtimestamp(memo.asked_unix).astimezone().strftime("%H:%M")
             return Result.ok("PRINTER_ID_NOT_REPORTED", "the printer answers status but not GS I (model and "
                              f"firmware not reported; remembered from {asked}, asked again after "
                              f"{IDENTITY_RETRY_S / 3600:g} h)", fields={"model": None, "firmware": None})
-        ident = self.read_identity()
+        ident = self.read()
         fields = {"model": ident.model, "firmware": ident.firmware_text, **ident.type_flags}
         if not ident.answered:
             return Result.ok("PRINTER_ID_NOT_REPORTED", "the printer answers status but not GS I "

@@ -111,7 +111,7 @@ def result_lines(results: dict[str, Result], columns: int) -> list[str]:
 
 def compose_slip(info: SlipInfo, *, columns: int, qr: bool, feed_lines: int, cut: str) -> Job:
     """The test slip: identity, time, results, ruler, QR of the terminal id, cut."""
-    from escpos.printer import Dummy  # python-escpos: only on the test-slip path
+    from escpos.printer import Dummy  # deferred: python-escpos and Pillow only on the test-slip path
 
     d = Dummy()
     d.hw("INIT")

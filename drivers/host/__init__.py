@@ -10,6 +10,7 @@ HOST_UNREACHABLE, HOST_TLS_FAILED, HOST_HTTP_ERROR, HOST_TIMEOUT (fail).
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import ssl
 import statistics
@@ -18,8 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from posagent.config.urls import DeviceURL, parse_url
-from posagent.config.values import Duration
 from posagent.core.base import Driver, Result, Status
+from posagent.core.values import Duration
+from posagent.drivers.host.codes import CODES
+from posagent.drivers.simulator import SimHandle, start_sim
 
 
 @dataclass(frozen=True)
@@ -48,10 +51,11 @@ class HostDriver(Driver):
     url_example = "tcp://acquirer.example.com:443"
     support = "stable"
     Options = HostOptions
+    codes = CODES
 
     def __init__(self, device: Any, env: Any) -> None:
         super().__init__(device, env)
-        self._sim: Any = None
+        self._sim: SimHandle | None = None
         self._deadline = 0.0  # monotonic end of the current status() call's budget
 
     def _target(self) -> DeviceURL:
@@ -60,8 +64,10 @@ class HostDriver(Driver):
         if url.scheme != "sim":
             return url
         if self._sim is None:
-            from posagent.drivers.simulator import start_sim
-
+            # Not through the transport seam: transport.open() returns an open stream, and
+            # this driver needs an address to measure (DNS, TCP connects, TLS, HTTP, each
+            # opened and closed by the measurement itself). The simulator is started here
+            # and its URL is the target, as a real host's would be.
             self._sim = start_sim("host", url.params)
         return parse_url(self._sim.url)
 
@@ -97,8 +103,7 @@ class HostDriver(Driver):
         if url.scheme in ("http", "https"):
             bad = self._http(url, family, addr, opts, m)
             if bad is not None:
-                bad.measurements, bad.fields = m, fields
-                return bad
+                return dataclasses.replace(bad, measurements=m, fields=fields)
         return self._grade(host, port, latency, m, fields, opts)
 
     def _remaining(self, cap: float) -> float:
@@ -150,7 +155,7 @@ class HostDriver(Driver):
                 why = "the server closed the connection" if isinstance(
                     e, ssl.SSLEOFError | ConnectionResetError) or "EOF" in str(e) else str(e)
                 return Result.fail("HOST_TLS_FAILED", f"TLS handshake with {host} failed: {why}")
-        import httpx  # only on the http(s) path
+        import httpx  # deferred: httpx (and httpcore) only on the http(s) path, ~60 ms to import
 
         # Plain http needs no TLS context. trust_env=False: the check measures the direct
         # path, like the TCP connects above, and reading the environment's proxy and

@@ -25,14 +25,16 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
-from posagent.config.values import Duration
 from posagent.core.base import Check, CheckContext, Driver, Level, Missing, Result, Status
 from posagent.core.errors import DeviceIOError
-from posagent.core.i18n import N_, _
+from posagent.core.i18n import _
+from posagent.core.values import Duration
+from posagent.drivers import transport
+from posagent.drivers.keypad.codes import CODES
 from posagent.drivers.keypad.keyscan import DEFAULT_KEYS, KeySpec, ScanOutcome, ScanState, parse_keys, run_scan
-from posagent.drivers.transport.evdev import EventReader, KeyDevice, key_name, open_device
+from posagent.drivers.transport.evdev import EventReader, KeyDevice, key_name
 
 
 @dataclass(frozen=True)
@@ -69,26 +71,7 @@ class KeypadDriver(Driver):
     sim_family = "keypad"
     url_example = "evdev://?name=POS Keypad"
     Options = KeypadOptions
-    hints: ClassVar[dict[str, str]] = {
-        "KEYPAD_NOT_PRESENT": N_("Check the keypad's USB cable and that the URL's path or name matches "
-                                 "(ls /dev/input/by-id)."),
-        "KEYPAD_MISSING_KEYS": N_("The device does not report these keys: wrong device in the config, or a "
-                                  "different keypad model; fix the key list or the URL."),
-        "KEYPAD_KEY_STUCK": N_("Free the stuck key (debris, spilled drink); replace the keypad if it stays down."),
-        "KEYPAD_KEY_HELD": N_("A key is down right now: if nobody is pressing it, free it (debris, spilled drink) "
-                              "and check the status again."),
-        "KEYPAD_KEY_DEAD": N_("Press the key firmly again; clean or replace the keypad if it never registers."),
-        "KEYPAD_KEY_BOUNCE": N_("The key registers twice: clean the contacts or replace the keypad."),
-        "KEYPAD_KEY_WRONG_CODE": N_("A key sends an unexpected code: check the keypad's mode switch or the key list."),
-        "KEYPAD_BUSY": N_("Another program holds the keypad exclusively: close it, then run the scan again."),
-        "KEYPAD_SCAN_INCOMPLETE": N_("Some keys were skipped: run the scan again to test them."),
-        "KEYPAD_SCAN_ABORTED": N_("The scan was aborted: run it again to test the keypad."),
-        "KEYPAD_SCAN_SKIPPED": N_("Run the interactive self-test at the terminal to scan the keys."),
-    }
-    #: Message templates of this driver's own codes (the others are in selftest/messages.py).
-    messages: ClassVar[dict[str, str | tuple[str, ...]]] = {
-        "KEYPAD_KEY_HELD": N_("Key held down right now: {held_keys}"),
-    }
+    codes = CODES
 
     def __init__(self, device: Any, env: Any) -> None:
         super().__init__(device, env)
@@ -111,7 +94,7 @@ class KeypadDriver(Driver):
     def _device(self) -> KeyDevice:
         if self._dev is None:
             assert self.device.url is not None
-            self._dev = open_device(self.device.url, "KEYPAD_NOT_PRESENT")
+            self._dev = transport.open(self.device.url, kind="input", not_found_code="KEYPAD_NOT_PRESENT")
         return self._dev
 
     def _drop_device(self) -> None:

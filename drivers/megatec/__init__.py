@@ -6,8 +6,9 @@ identity (``I``, for the model) are asked once per opened port, each given only
 ``info_timeout`` to start answering; the first one a unit ignores ends the asking and is
 remembered in the state dir (``megatec_memo``), so a Q1-only unit costs that wait once.
 Replies end at the CR terminator, never on a timeout; a reply that does not parse is a
-protocol error naming the raw line. The port stays open between queries and is reopened
-after an I/O error.
+protocol error naming the raw line. The port is reached through a ``Link``
+(``drivers/transport/link.py``): it stays open between queries and a stale one is reopened
+once after an I/O error.
 
 Checks: ``status`` (internal); ``battery_test`` (external, only with ``battery_test =
 true``): the Megatec ``T`` 10-second battery test, run only outside business hours
@@ -19,24 +20,27 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from posagent.config.values import Duration, HourRange
 from posagent.core.base import Check, CheckContext, Driver, Level, Result
 from posagent.core.errors import DeviceError, DeviceIOError, DeviceTimeout, ProtocolError
+from posagent.core.values import Duration, HourRange
 from posagent.drivers.megatec import proto as mp
+from posagent.drivers.megatec.codes import CODES
 from posagent.drivers.megatec.memo import SilenceMemo, memo_path
-from posagent.drivers.transport.stream import ByteStream, open_stream
-from posagent.drivers.ups_common import HINTS, UpsReading, grade, quiet_reason
+from posagent.drivers.transport import LineOverflow, Stream
+from posagent.drivers.transport.link import ErrorTable, Link, Remap
+from posagent.drivers.ups_common import UpsReading, grade, quiet_reason
 
 log = logging.getLogger(__name__)
 
 TEST_SECONDS = 10.0  # the length of the Megatec T test
 _WRITE_ERRORS: dict[str, str] = {}  # memo file -> the last error logged: each is logged once per process
 _POLL_GAP = 0.5  # pause between Q1 polls during a test: a read with this deadline
+#: The link broke mid-query (after the one reopen of a stale port): the UPS is not answering.
+LOST_ERRORS: ErrorTable = {DeviceIOError: Remap(code="UPS_NO_RESPONSE", message="{where} link lost: {error}")}
 
 
 @dataclass(frozen=True)
@@ -73,32 +77,24 @@ class MegatecDriver(Driver):
     schemes = ("serial", "sim")
     url_example = "serial:///dev/ttyS1?baudrate=2400"
     support = "beta"
+    codes = CODES
     Options = MegatecOptions
-    hints = HINTS
 
     def __init__(self, device: Any, env: Any) -> None:
         super().__init__(device, env)
-        self._stream: ByteStream | None = None
+        self._link = Link(device.url, where="UPS", lost_errors=LOST_ERRORS, on_close=self._forget_connection,
+                          serial_defaults={"baudrate": 2400})
         self._rating: mp.Rating | None = None
         self._identity: mp.Identity | None = None
         self._asked_info = False
         self._memo = SilenceMemo(memo_path(env.state_dir, device.name)) if env.state_dir else None
-        self._lock = threading.RLock()
+
+    def _forget_connection(self) -> None:
+        self._asked_info = False  # F and I are asked again on the next port opened
 
     # -- link ------------------------------------------------------------------
-    def _open(self) -> ByteStream:
-        if self._stream is None:
-            assert self.device.url is not None
-            self._stream = open_stream(self.device.url, serial_defaults={"baudrate": 2400})
-            self._asked_info = False
-        return self._stream
-
-    def _drop(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
-
-    def _read_line(self, stream: ByteStream, command: str, timeout: float) -> bytes:
+    @staticmethod
+    def _read_line(stream: Stream, command: str, timeout: float) -> bytes:
         try:
             return stream.read_until(b"\r", timeout, max_bytes=mp.MAX_LINE)
         except DeviceTimeout:
@@ -110,35 +106,32 @@ class MegatecDriver(Driver):
                                 code="UPS_NO_RESPONSE") from None
 
     def _query(self, command: str, timeout: float, *, flush: bool = True, start: float | None = None) -> bytes:
-        """Send one command, return its CR-terminated reply line. One reopen after an I/O error.
+        """Send one command, return its CR-terminated reply line (one reopen of a stale port).
         ``start``: a shorter wait for the first byte (for queries many units ignore)."""
-        for attempt in (1, 2):
-            stream = self._open()
+        return self._link.exchange(lambda s: self._query_on(s, command, timeout, flush, start))
+
+    def _query_on(self, stream: Stream, command: str, timeout: float, flush: bool, start: float | None) -> bytes:
+        try:
+            if flush:
+                stream.flush_input()
+            stream.write(command.encode("ascii") + b"\r", timeout)
+            if start is None:
+                return self._read_line(stream, command, timeout)
+            head = self._first_byte(stream, command, start)
             try:
-                if flush:
-                    stream.flush_input()
-                stream.write(command.encode("ascii") + b"\r", timeout)
-                if start is None:
-                    return self._read_line(stream, command, timeout)
-                head = self._first_byte(stream, command, start)
-                try:
-                    return head if head == b"\r" else head + self._read_line(stream, command, timeout)
-                except DeviceTimeout:
-                    raise ProtocolError(f"{command} reply truncated (no CR within {timeout:g} s): "
-                                        f"{mp.show(head)}", code="UPS_PROTOCOL_ERROR") from None
-            except DeviceIOError as e:
-                # read_until's "no terminator in N bytes": the line is noise, the link is fine.
-                overflow = "no terminator" in str(e)
-                self._drop()
-                if overflow:
-                    raise ProtocolError(f"{command} reply: {mp.MAX_LINE} bytes without a CR (line noise or "
-                                        "wrong baud rate)", code="UPS_PROTOCOL_ERROR") from None
-                if attempt == 2:
-                    raise DeviceIOError(f"UPS link lost: {e}", code="UPS_NO_RESPONSE") from None
-        raise AssertionError("unreachable")
+                return head if head == b"\r" else head + self._read_line(stream, command, timeout)
+            except DeviceTimeout:
+                raise ProtocolError(f"{command} reply truncated (no CR within {timeout:g} s): "
+                                    f"{mp.show(head)}", code="UPS_PROTOCOL_ERROR") from None
+        except LineOverflow:
+            # The line is noise, the link is fine: no reopen-and-retry, but start the next
+            # query on a fresh port.
+            self._link.reset()
+            raise ProtocolError(f"{command} reply: {mp.MAX_LINE} bytes without a CR (line noise or "
+                                "wrong baud rate)", code="UPS_PROTOCOL_ERROR") from None
 
     @staticmethod
-    def _first_byte(stream: ByteStream, command: str, timeout: float) -> bytes:
+    def _first_byte(stream: Stream, command: str, timeout: float) -> bytes:
         try:
             return stream.read_exact(1, timeout)
         except DeviceTimeout:
@@ -214,7 +207,7 @@ class MegatecDriver(Driver):
                           alarm="UPS selftest failed" if q.ups_failed else None, measurements=extra)
 
     def status(self) -> Result:
-        with self._lock:
+        with self._link.lock:  # Q1 and the once-per-port F and I belong together
             q = self._q1()
             self._info()
             return grade(self.reading(q), overload_pct=self.options.overload_pct)
@@ -233,18 +226,15 @@ class MegatecDriver(Driver):
         if refusal:
             return Result.ok("UPS_TEST_SKIPPED", f"battery test not run: {refusal}",
                              measurements={"reason": quiet_reason(self.env, self.options.business_hours, now)})
-        with self._lock:
+        with self._link.lock:
             before = self.status()
             # Never on a low battery, on battery, or a UPS in trouble: the result says why.
             if before.code not in ("UPS_OK", "UPS_REPLACE_BATTERY"):
-                before.message = "battery test not run: " + before.message
-                return before
+                return before.with_message("battery test not run: " + before.message)
             return self._run_test(ctx, before)
 
     def _run_test(self, ctx: CheckContext, before: Result) -> Result:
-        stream = self._open()
-        stream.flush_input()
-        stream.write(b"T\r")
+        self._send("T", flush=True)
         t0 = time.monotonic()
         deadline = min(ctx.deadline - 1.0, t0 + TEST_SECONDS + 10.0)
         seen_test = weak = False
@@ -270,7 +260,8 @@ class MegatecDriver(Driver):
                 self._query_silent("CT")
                 return Result.unknown("UPS_TEST_NOT_CONFIRMED", f"battery test still running after "
                                       f"{time.monotonic() - t0:.0f} s; cancelled it (CT)")
-            stream.read_available(_POLL_GAP)  # pace the polls: a read with a deadline, not a sleep
+            # Pace the polls: a read with a deadline, not a sleep.
+            self._link.exchange(lambda s: s.read_available(_POLL_GAP))
             q = self._q1()
         m = {"test_duration_s": round(time.monotonic() - t0, 1), "battery_voltage_before_v": v_before,
              "battery_voltage_min_v": v_min}
@@ -284,14 +275,21 @@ class MegatecDriver(Driver):
         return Result.ok("UPS_TEST_PASSED", f"10-second battery test passed{drop}", measurements=m,
                          fields=before.fields)
 
+    def _send(self, command: str, *, flush: bool) -> None:
+        """A command without a reply of its own (T starts the test, CT cancels it): sent
+        once, never again on a reopened port."""
+        def send(stream: Stream) -> None:
+            if flush:
+                stream.flush_input()
+            stream.write(command.encode("ascii") + b"\r")
+
+        self._link.exchange(send, retry=False)
+
     def _query_silent(self, command: str) -> None:
         try:
-            self._open().write(command.encode("ascii") + b"\r")
+            self._send(command, flush=False)
         except DeviceError:
             pass
 
     def close(self) -> None:
-        try:
-            self._drop()
-        except Exception:
-            pass
+        self._link.close(wait=0.0)  # as before the Link: never wait for a query in progress

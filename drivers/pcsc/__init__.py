@@ -34,15 +34,17 @@ The PC/SC calls, codes and grading helpers live in ``pcsc_proto``.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
-from posagent.config.values import Duration
 from posagent.core.base import Check, CheckContext, Driver, Level, Missing, Result
 from posagent.core.errors import DeviceError
-from posagent.core.i18n import N_
+from posagent.core.i18n import _
+from posagent.core.values import Duration
+from posagent.drivers.pcsc.codes import CODES
 from posagent.drivers.pcsc.proto import (
     E_READER_UNAVAILABLE,
     PPSE,
@@ -77,22 +79,7 @@ class PcscDriver(Driver):
     schemes = ("pcsc",)
     url_example = "pcsc://?reader=ACS"
     Options = PcscOptions
-    hints: ClassVar[dict[str, str]] = {
-        "PCSC_NO_SERVICE": N_("Start the smart-card service: systemctl start pcscd.socket "
-                              "(install pcscd and libccid)."),
-        "READER_NOT_PRESENT": N_("Plug the chip reader in (try another USB port); check the reader name in the config "
-                                 "against 'pcsc_scan -n'."),
-        "READER_BUSY": N_("Another program holds the reader exclusively: close the POS application and test again."),
-        "CARD_ABSENT": N_("Insert a test card chip-first, face up, and run the test again (at --level "
-                          "interactive the test asks for one and waits)."),
-        "CARD_MUTE": N_("The card does not answer reset: reinsert it the right way round; if every card is mute, "
-                        "clean the reader's contacts or replace the reader."),
-        "CARD_NO_ANSWER": N_("The card stopped answering: try another test card; if all fail, replace the reader."),
-        "CARD_SW_ERROR": N_("The card answered with an error status, so the reader works; to test payment "
-                            "selection use an EMV test card."),
-        "PCSC_ERROR": N_("PC/SC error: restart pcscd, replug the reader, and send the agent log to support if it "
-                         "persists."),
-    }
+    codes = CODES
 
     def __init__(self, device: Any, env: Any) -> None:
         super().__init__(device, env)
@@ -194,8 +181,6 @@ class PcscDriver(Driver):
             return self._exchange(pc, reader, result.fields)
 
     def _wait_for_card(self, pc: Session, reader: str, event: int, ctx: CheckContext) -> int | None:
-        from posagent.core.i18n import _
-
         wait = min(float(self.options.card_wait), max(0.0, ctx.remaining() - 2.0))
         if ctx.say is not None:
             ctx.say(_("Insert a test card into reader {reader} (waiting up to {seconds} s)").format(
@@ -239,6 +224,4 @@ class PcscDriver(Driver):
         finally:
             pc.disconnect(handle)
         result = grade_select(sws, fields)
-        result.measurements = m
-        result.message = f"ATR {fields['atr']}; {result.message}"
-        return result
+        return dataclasses.replace(result, measurements=m, message=f"ATR {fields['atr']}; {result.message}")

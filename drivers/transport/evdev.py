@@ -7,7 +7,9 @@ keeps partial records across reads and handles SYN_DROPPED (drop events up to th
 SYN_REPORT, then tell the consumer to re-read the key state). Real devices give it the fd
 of python-evdev's ``InputDevice``; the simulator gives it the read end of a pipe.
 
-python-evdev is imported only in ``EvdevDevice`` / ``open_device`` (real hardware path).
+``open_device`` is the ``evdev:`` opener of the transport seam (``transport.open``);
+``sim://keypad`` devices come from the ``sim:`` opener. python-evdev is imported only
+inside the functions that need it (the real hardware path).
 """
 
 from __future__ import annotations
@@ -17,12 +19,10 @@ import math
 import os
 import select
 import struct
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
+from posagent.config.urls import DeviceURL
 from posagent.core.errors import DeviceError, DeviceIOError, DeviceNotFound
-
-if TYPE_CHECKING:
-    from posagent.config.urls import DeviceURL
 
 EVENT = struct.Struct("llHHi")
 EVENT_SIZE = EVENT.size  # 24 on 64-bit Linux, 16 on 32-bit user space
@@ -74,7 +74,7 @@ def key_code(name: str) -> int:
     if name in KEYS:
         return KEYS[name]
     try:
-        from evdev import ecodes
+        from evdev import ecodes  # deferred: python-evdev only for names beyond the built-in table
 
         code = ecodes.ecodes[name]
     except (ImportError, KeyError):
@@ -86,7 +86,7 @@ def key_name(code: int) -> str:
     if code in _NAMES:
         return _NAMES[code]
     try:
-        from evdev import ecodes
+        from evdev import ecodes  # deferred: python-evdev only for codes beyond the built-in table
 
         name = ecodes.KEY.get(code) or ecodes.BTN.get(code)
     except ImportError:
@@ -230,21 +230,10 @@ class EvdevDevice:
             pass
 
 
-def open_device(url: DeviceURL, not_found_code: str = "KEYPAD_NOT_PRESENT") -> KeyDevice:
-    """The input device an ``evdev:`` URL names (by path, or by ``?name=``), or a
-    simulated one for ``sim://keypad`` URLs."""
-    if url.scheme == "sim":
-        from posagent.drivers.simulator import start_sim
-
-        handle = start_sim(url.host, url.params)
-        device = getattr(handle.sim, "device", None)
-        if device is None:
-            handle.stop()
-            raise DeviceError(f"sim://{url.host} is not an input device", code="CONFIG_URL_UNSUPPORTED",
-                              measurements={"scheme": f"sim://{url.host}"})
-        return device(handle)  # type: ignore[no-any-return]
+def open_device(url: DeviceURL, not_found_code: str = "KEYPAD_NOT_PRESENT", **_: Any) -> KeyDevice:
+    """The ``evdev:`` opener: the input device the URL names (by path, or by ``?name=``)."""
     try:
-        import evdev
+        import evdev  # deferred: python-evdev (C extension) only on the real hardware path
     except ImportError as e:
         raise DeviceError(f"python-evdev is not installed ({e})", code="DRIVER_UNAVAILABLE",
                           measurements={"package": "python-evdev", "install": "pip install evdev"}) from None

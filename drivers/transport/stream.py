@@ -1,26 +1,26 @@
-"""Byte-stream transports: ``serial:`` (pyserial; ptys too), ``tcp:``, and ``sim:``.
+"""``ByteStream``: the byte stream of the ``serial:`` and ``tcp:`` transports (and so of
+``sim:``, whose simulators serve a pty or a loopback socket).
 
-Every driver that speaks a byte protocol uses ``open_stream(url)`` and the four calls of
-``ByteStream``. Reads return the moment the expected bytes are in: ``read_exact(n)``
-returns after exactly n bytes, ``read_until(term)`` right after the terminator. Both
-wait with poll(2) on the file descriptor, never with a sleep, and raise DeviceTimeout
-when the deadline passes. pyserial is used only to open and configure the port
-(termios); its read paths are not used because ``inter_byte_timeout`` is ignored by the
-POSIX read and ``readline()`` waits for LF, so neither may carry a status exchange.
+Every driver that speaks a byte protocol uses the calls of ``ByteStream`` (through a
+``Link``). Reads return the moment the expected bytes are in: ``read_exact(n)`` returns
+after exactly n bytes, ``read_until(term)`` right after the terminator. Both wait with
+poll(2) on the file descriptor, never with a sleep, and raise DeviceTimeout when the
+deadline passes; ``read_until`` raises LineOverflow when ``max_bytes`` arrive without the
+terminator. pyserial is used only to open and configure the port (serialport.py); its
+read paths are not used because ``inter_byte_timeout`` is ignored by the POSIX read and
+``readline()`` waits for LF, so neither may carry a status exchange.
 """
 
 from __future__ import annotations
 
-import errno
 import math
 import os
 import select
-import socket
 import time
 from typing import Any
 
-from posagent.config.urls import DeviceURL, parse_url
-from posagent.core.errors import DeviceError, DeviceIOError, DeviceNotFound, DeviceTimeout
+from posagent.core.errors import DeviceIOError, DeviceTimeout
+from posagent.drivers.transport import LineOverflow
 
 _POLL_IN = select.POLLIN | select.POLLPRI
 _POLL_ERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
@@ -96,8 +96,8 @@ class ByteStream:
                 del buf[:end]
                 return out
             if len(buf) >= max_bytes:
-                raise DeviceIOError(f"{self.name}: no terminator {terminator!r} in {len(buf)} bytes",
-                                    measurements=self._facts("overlong_reply"))
+                raise LineOverflow(f"{self.name}: no terminator {terminator!r} in {len(buf)} bytes",
+                                   facts=self._facts("overlong_reply"))
             start = max(0, len(buf) - len(terminator) + 1)
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self._poll.poll(math.ceil(remaining * 1000)):
@@ -168,86 +168,3 @@ class ByteStream:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def open_serial(url: DeviceURL, defaults: dict[str, Any] | None = None) -> ByteStream:
-    """Open a serial port (or pty) with pyserial's termios setup, then use the raw fd."""
-    import serial  # pyserial; only on the serial path
-
-    settings: dict[str, Any] = {"baudrate": 9600}
-    settings.update(defaults or {})
-    settings.update(url.params)
-    try:
-        port = serial.Serial(url.path, timeout=0, write_timeout=0, **settings)
-    except serial.SerialException as e:
-        err = getattr(e, "errno", None)
-        if err == errno.ENOENT or "No such file" in str(e):
-            raise DeviceNotFound(f"{url.path} does not exist (cable or adapter unplugged?)",
-                                 measurements={"path": url.path, "reason": "absent"}) from e
-        if err == errno.EACCES or "Permission denied" in str(e):
-            raise DeviceError(f"no access to {url.path} (add the posagent user to group dialout)",
-                              code="DEVICE_PERMISSION_DENIED",
-                              measurements={"path": url.path, "group": "dialout"}) from e
-        raise DeviceIOError(f"cannot open {url.path}: {e}",
-                            measurements={"path": url.path, "reason": "open_failed"}) from e
-    except (ValueError, OSError) as e:
-        raise DeviceIOError(f"cannot open {url.path}: {e}",
-                            measurements={"path": url.path, "reason": "open_failed"}) from e
-    return ByteStream(port.fileno(), url.path, owner=port, where={"path": url.path})
-
-
-def open_tcp(url: DeviceURL, timeout: float = 3.0) -> ByteStream:
-    assert url.port is not None
-    where: dict[str, Any] = {"host": url.host, "port": url.port}
-    try:
-        sock = socket.create_connection((url.host, url.port), timeout=timeout)
-    except TimeoutError as e:
-        raise DeviceTimeout(f"{url.host}:{url.port}: no TCP answer within {timeout:.3g} s",
-                            measurements={**where, "reason": "timeout"}) from e
-    except ConnectionRefusedError as e:
-        raise DeviceNotFound(f"{url.host}:{url.port} refused the connection (device off or port wrong)",
-                             measurements={**where, "reason": "refused"}) from e
-    except OSError as e:
-        raise DeviceNotFound(f"{url.host}:{url.port}: {e.strerror or e}",
-                             measurements={**where, "reason": connect_reason(e)}) from e
-    sock.setblocking(False)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return ByteStream(sock.fileno(), f"{url.host}:{url.port}", owner=sock, where=where)
-
-
-def connect_reason(e: OSError) -> str:
-    """A failed connect as a stable token: dns, unreachable, refused, timeout or connect_failed."""
-    if isinstance(e, socket.gaierror):
-        return "dns"
-    if isinstance(e, ConnectionRefusedError):
-        return "refused"
-    if isinstance(e, TimeoutError):
-        return "timeout"
-    if e.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN):
-        return "unreachable"
-    return "connect_failed"
-
-
-def open_stream(url: DeviceURL | str, *, serial_defaults: dict[str, Any] | None = None,
-                timeout: float = 3.0) -> ByteStream:
-    """Open the byte stream a URL names. ``sim:`` URLs start the simulator and open the
-    real pty or socket it serves, so drivers run exactly the hardware code path."""
-    if isinstance(url, str):
-        url = parse_url(url)
-    if url.scheme == "serial":
-        return open_serial(url, serial_defaults)
-    if url.scheme == "tcp":
-        return open_tcp(url, timeout)
-    if url.scheme == "sim":
-        from posagent.drivers.simulator import start_sim
-
-        handle = start_sim(url.host, url.params)
-        try:
-            stream = open_stream(handle.url, serial_defaults=serial_defaults, timeout=timeout)
-        except BaseException:
-            handle.stop()
-            raise
-        stream.sim = handle
-        return stream
-    raise DeviceError(f"{url.scheme}: URLs are not byte streams", code="CONFIG_URL_UNSUPPORTED",
-                      measurements={"scheme": url.scheme})

@@ -3,7 +3,7 @@ kernel bound a driver, and a byte stream over bulk endpoints (``usb://VID:PID``)
 
 Options in the URL query: ``interface`` (default 0), ``in_ep`` / ``out_ep`` (endpoint
 addresses, e.g. 0x82 / 0x01; discovered from the interface's bulk endpoints when absent).
-pyusb is imported only here, only when a usb: URL is used.
+pyusb is imported only here, inside the functions, only when a usb: URL is used.
 """
 
 from __future__ import annotations
@@ -13,11 +13,17 @@ from typing import Any
 
 from posagent.config.urls import DeviceURL
 from posagent.core.errors import DeviceError, DeviceIOError, DeviceNotFound, DeviceTimeout
+from posagent.drivers.transport import LineOverflow
+
+
+def open_usb(url: DeviceURL, **_: Any) -> UsbStream:
+    """The ``usb:`` opener: a byte stream over the device's bulk endpoints."""
+    return UsbStream(url)
 
 
 def find_device(vendor: int, product: int) -> Any | None:
     """The pyusb device with this id, or None when it is not on the bus."""
-    import usb.core
+    import usb.core  # deferred: pyusb (and libusb) only for usb: URLs
 
     try:
         return usb.core.find(idVendor=vendor, idProduct=product)
@@ -27,8 +33,8 @@ def find_device(vendor: int, product: int) -> Any | None:
 
 def describe(dev: Any, interface: int = 0) -> dict[str, Any]:
     """Descriptor strings and kernel-driver binding; values the device would not give are None."""
-    import usb.core
-    import usb.util
+    import usb.core  # deferred: pyusb (and libusb) only for usb: URLs
+    import usb.util  # deferred: as above
 
     info: dict[str, Any] = {"vendor_id": f"{dev.idVendor:04x}", "product_id": f"{dev.idProduct:04x}",
                             "bus": getattr(dev, "bus", None), "address": getattr(dev, "address", None)}
@@ -49,8 +55,8 @@ class UsbStream:
     """The ByteStream calls over a device's bulk IN/OUT endpoints."""
 
     def __init__(self, url: DeviceURL) -> None:
-        import usb.core
-        import usb.util
+        import usb.core  # deferred: pyusb (and libusb) only for usb: URLs
+        import usb.util  # deferred: as above
 
         self._usb_core = usb.core
         vid, pid = int(url.params["vendor"]), int(url.params["product"])  # type: ignore[call-overload]
@@ -121,8 +127,8 @@ class UsbStream:
         deadline = time.monotonic() + timeout
         while terminator not in self._buf:
             if len(self._buf) >= max_bytes:
-                raise DeviceIOError(f"{self.name}: no terminator in {len(self._buf)} bytes",
-                                    measurements={**self.where, "reason": "overlong_reply"})
+                raise LineOverflow(f"{self.name}: no terminator in {len(self._buf)} bytes",
+                                   facts={**self.where, "reason": "overlong_reply"})
             self._fill(deadline)
         end = self._buf.index(terminator) + len(terminator)
         out = bytes(self._buf[:end])
@@ -151,7 +157,7 @@ class UsbStream:
 
     def close(self) -> None:
         try:
-            import usb.util
+            import usb.util  # deferred: pyusb only for usb: URLs (loaded by now)
 
             usb.util.dispose_resources(self.dev)
         except Exception:

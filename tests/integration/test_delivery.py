@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from posagent.config.model import UpstreamSection
-from posagent.config.values import Duration
+from posagent.core.values import Duration
 from posagent.fleet.delivery import Delivery, DeliveryPolicy
 from posagent.fleet.messages import AgentState
 from posagent.fleet.outbox import Outbox, Stats

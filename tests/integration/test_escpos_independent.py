@@ -19,8 +19,8 @@ import pytest
 
 from posagent.config.model import DeviceConfig
 from posagent.config.urls import parse_url
-from posagent.config.values import Duration
 from posagent.core.base import CheckContext, DriverEnv, Level, Result, Status
+from posagent.core.values import Duration
 from posagent.drivers.escpos import EscposDriver, EscposOptions
 from posagent.selftest.runner import call_with_timeout
 

@@ -26,9 +26,9 @@ import pytest
 
 from posagent.config.model import DeviceConfig
 from posagent.config.urls import parse_url
-from posagent.config.values import Duration
 from posagent.core.base import CheckContext, DriverEnv, Level, Result, Status
 from posagent.core.errors import DeviceError
+from posagent.core.values import Duration
 from posagent.drivers.escpos import EscposDriver, EscposOptions
 from posagent.drivers.escpos.sim import EscposSim
 from posagent.selftest.runner import call_with_timeout
@@ -295,9 +295,9 @@ def test_stale_input_is_flushed(tmp_path: Path) -> None:
     driver = make_driver(f"serial://{os.ttyname(slave)}", tmp_path)
     t = threading.Thread(target=printer, daemon=True)
     try:
-        driver._stream = driver._open()
+        driver._link.open()
         os.write(master, b"\x00\x5fTM\x00\xff")  # stale: a garbled byte and a GS I string
-        assert select.select([driver._stream.fd], [], [], 5)[0]  # they are in the driver's input
+        assert select.select([driver._link.stream.fd], [], [], 5)[0]  # they are in the driver's input
         t.start()
         assert driver.query(1) == 0x12
         r = driver.status()
@@ -387,7 +387,7 @@ def test_reopen_after_io_error_tcp(rig: Start) -> None:
 def test_stale_tcp_connection_is_reopened_within_the_call(rig: Start) -> None:
     sim, driver = rig(transport="tcp")
     assert driver.status().code == "PRINTER_OK"
-    driver._stream._owner.shutdown(socket.SHUT_RDWR)  # the printer dropped the idle connection
+    driver._link.stream._owner.shutdown(socket.SHUT_RDWR)  # the printer dropped the idle connection
     r = driver.status()
     assert r.code == "PRINTER_OK", r  # one reconnect, same call
     assert sim.realtime_queries == 8

@@ -16,10 +16,10 @@ import pytest
 
 from posagent.config.loader import validate
 from posagent.core.base import Level
-from posagent.daemon.loop import status_round
 from posagent.fleet import messages
 from posagent.fleet.delivery import Delivery, DeliveryPolicy
 from posagent.fleet.outbox import Outbox
+from posagent.fleet.service import status_round
 from posagent.fleet.upstream import RetryPolicy, Upstream
 from posagent.selftest.devices import DeviceSet
 from posagent.selftest.render import report_json

@@ -58,14 +58,14 @@ def test_default_on_mains_and_port_kept_open(make, sim) -> None:
     drv = make(h.url)
     r = status_of(drv)
     assert (r.status, r.code) == (Status.OK, "UPS_OK"), r.message
-    assert set(r.fields) == set(FIELD_NAMES)
+    assert set(r.fields) == {*FIELD_NAMES, "ups_type"}  # a word, so a field, not a measurement
     f = r.fields
     assert (f["on_battery"], f["battery_low"], f["ups_status"]) == (False, False, "OL")
     assert (f["battery_charge_pct"], f["input_voltage_v"], f["load_pct"]) == (100.0, 230.0, 23.0)
     assert f["battery_runtime_s"] is None  # Megatec gives no runtime: absent, not 0
     assert f["model"] == "SIMPOWER SIM-650VA"
     assert r.measurements["battery_charge_estimated"] is True and "~100 %" in r.message
-    assert drv._stream is not None and drv._stream._owner.baudrate == 2400  # 2400 8N1 by default
+    assert drv._link.stream is not None and drv._link.stream._owner.baudrate == 2400  # 2400 8N1 by default
     assert status_of(drv).code == "UPS_OK"
     # F and I once per opened port, then Q1 only; the port stayed open.
     assert h.sim.commands == [b"Q1", b"F", b"I", b"Q1"]
@@ -101,7 +101,7 @@ def test_battery_pct_round_trips_through_the_voltage(make, sim, pct: int) -> Non
 
 def test_online_unit_per_cell_voltage_pack_detection(make, sim) -> None:
     r = status_of(make(sim(ups_type="online", battery_pct=50).url))
-    assert r.measurements["ups_type"] == "online"
+    assert r.fields["ups_type"] == "online"
     assert abs(r.fields["battery_charge_pct"] - 50) <= 2.5  # 0.01 V/cell x 12 cells resolution
     assert 23.0 < r.measurements["battery_voltage_v"] < 23.8  # 12 cells x ~1.95 V
 

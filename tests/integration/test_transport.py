@@ -10,7 +10,7 @@ import pytest
 
 from posagent.core.errors import DeviceIOError, DeviceNotFound, DeviceTimeout
 from posagent.drivers.simulator import ByteSimulator, KnobSpec
-from posagent.drivers.transport.stream import open_stream
+from posagent.drivers.transport import open as open_transport
 
 
 class EchoSim(ByteSimulator):
@@ -33,7 +33,7 @@ def sim(request: pytest.FixtureRequest) -> Any:
 
 
 def test_read_exact_and_until(sim: Any) -> None:
-    with open_stream(sim.url) as s:
+    with open_transport(sim.url) as s:
         s.write(b"\x10\x04\x01")
         assert s.read_exact(3, timeout=2) == b"\x10\x04\x01"
         s.write(b"Q\r")
@@ -42,7 +42,7 @@ def test_read_exact_and_until(sim: Any) -> None:
 
 
 def test_healthy_device_is_not_waited_out(sim: Any) -> None:
-    with open_stream(sim.url) as s:
+    with open_transport(sim.url) as s:
         t0 = time.monotonic()
         for _ in range(50):
             s.write(b"x")
@@ -52,7 +52,7 @@ def test_healthy_device_is_not_waited_out(sim: Any) -> None:
 
 
 def test_silence_times_out(sim: Any) -> None:
-    with open_stream(sim.url) as s:
+    with open_transport(sim.url) as s:
         s.write(b"ab")
         with pytest.raises(DeviceTimeout) as ei:
             s.read_exact(3, timeout=0.2)
@@ -62,7 +62,7 @@ def test_silence_times_out(sim: Any) -> None:
 
 
 def test_flush_input_drops_stale_bytes(sim: Any) -> None:
-    with open_stream(sim.url) as s:
+    with open_transport(sim.url) as s:
         s.write(b"stale")
         s.read_exact(1, timeout=2)  # the echo has arrived
         deadline = time.monotonic() + 2
@@ -78,7 +78,7 @@ def test_flush_input_drops_stale_bytes(sim: Any) -> None:
 def test_disconnect_is_io_error(transport: str) -> None:
     handle = EchoSim(drop_after_bytes=3, transport=transport).start()
     try:
-        with open_stream(handle.url) as s:
+        with open_transport(handle.url) as s:
             s.write(b"abc")
             with pytest.raises(DeviceIOError):
                 s.read_exact(1, timeout=5)
@@ -88,11 +88,11 @@ def test_disconnect_is_io_error(transport: str) -> None:
 
 def test_missing_device_and_refused_port() -> None:
     with pytest.raises(DeviceNotFound):
-        open_stream("serial:///dev/ttyNOSUCH0")
+        open_transport("serial:///dev/ttyNOSUCH0")
     import socket
 
     probe = socket.create_server(("127.0.0.1", 0))
     port = probe.getsockname()[1]
     probe.close()
     with pytest.raises(DeviceNotFound):
-        open_stream(f"tcp://127.0.0.1:{port}")
+        open_transport(f"tcp://127.0.0.1:{port}")

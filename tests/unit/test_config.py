@@ -9,7 +9,7 @@ import pytest
 
 from posagent.config import ConfigError, load_config, parse_duration
 from posagent.config.loader import validate
-from posagent.config.values import parse_hour_range
+from posagent.core.values import parse_hour_range
 from tests.conftest import run_cli
 
 GOOD = """

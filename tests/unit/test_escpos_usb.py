@@ -16,8 +16,8 @@ import usb.core as usb_core  # pyusb is a dependency of posagent
 
 from posagent.config.model import DeviceConfig
 from posagent.config.urls import parse_url
-from posagent.config.values import Duration
 from posagent.core.base import CheckContext, DriverEnv, Level, Status
+from posagent.core.values import Duration
 from posagent.drivers.escpos import EscposDriver, EscposOptions
 from posagent.drivers.escpos.sim import EscposSim
 from posagent.drivers.simulator import SimDisconnect

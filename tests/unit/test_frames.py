@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from posagent.core.errors import ProtocolError
+from posagent.core.status import Status
 from posagent.drivers.cardreader import CardReaderOptions, frames
 from posagent.drivers.cardreader.frames import PROFILES, FrameProfile, decode, encode, frame_end, get_profile, lrc
 
@@ -71,7 +72,7 @@ def test_bad_checksum_grades_fail_and_names_no_payload() -> None:
     frame[-1] ^= 1
     with pytest.raises(ProtocolError) as info:
         decode(bytes(frame), IDTECH)
-    assert info.value.status == "fail"
+    assert info.value.status is Status.FAIL
     assert "SECRET" not in str(info.value)
 
 

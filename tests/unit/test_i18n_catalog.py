@@ -1,8 +1,8 @@
 """Every result code has a hint and a message in English and Simplified Chinese; the shipped
 catalogs are up to date with the source and compile to the .mo that ships.
 
-Codes are gathered three ways: the shared hints and message templates, every installed
-driver class's ``hints``, and a scan of the drivers' source for code literals handed to
+Codes are gathered two ways: the catalogues (``posagent.core.codes`` and every installed
+driver's ``codes``), and a scan of the drivers' source for code literals handed to
 ``Result.ok/warn/fail/unknown``, ``Result(Status.X, "CODE")``, ``code="..."`` (DeviceError
 and friends), ``(Status.X, "CODE", ...)`` tuples and ``code = "..."`` assignments.
 """
@@ -22,10 +22,12 @@ from types import ModuleType
 import pytest
 
 from posagent.core.base import Driver
+from posagent.core.codes import REASONS, SHARED
 from posagent.core.i18n import _, set_language
 from posagent.core.registry import DriverLoadError, available_drivers, load_driver
-from posagent.selftest.hints import HINTS, all_hints
-from posagent.selftest.messages import MESSAGES, REASONS, all_messages, placeholders, templates_for
+from posagent.selftest.hints import all_codes as catalogued
+from posagent.selftest.hints import all_hints
+from posagent.selftest.messages import all_messages, placeholders, templates_for
 from tests.conftest import REPO, need_binary
 
 LOCALE = REPO / "agent" / "locale"
@@ -114,13 +116,10 @@ def driver_classes() -> dict[str, type[Driver]]:
 
 def all_codes() -> dict[str, set[str]]:
     codes = source_codes()
-    for code in [*all_hints(), *HINTS]:
+    for code in all_hints():
         codes.setdefault(code, set()).add("hinted")
     for code in all_messages():
         codes.setdefault(code, set())
-    for cls in driver_classes().values():
-        for code in cls.hints:
-            codes.setdefault(code, set()).add("hinted")
     return codes
 
 
@@ -168,13 +167,13 @@ def test_the_known_drivers_codes_are_found() -> None:
 
 def test_every_code_has_an_english_message_template() -> None:
     missing = sorted(c for c in all_codes() if not templates_for(c))
-    assert not missing, f"codes without a message template (selftest/messages.py): {missing}"
+    assert not missing, f"codes without a message template (the driver's codes.py): {missing}"
 
 
 def test_every_problem_code_has_an_english_hint() -> None:
     hints = all_hints()
     missing = sorted(c for c, g in all_codes().items() if needs_hint(c, g) and not hints.get(c, "").strip())
-    assert not missing, f"codes without a hint (selftest/hints.py or the driver's hints): {missing}"
+    assert not missing, f"codes without a hint (the driver's codes.py or core/codes.py): {missing}"
 
 
 def test_every_hint_and_message_is_translated_to_chinese(zh: gettext.GNUTranslations) -> None:
@@ -191,12 +190,45 @@ def test_every_hint_and_message_is_translated_to_chinese(zh: gettext.GNUTranslat
     assert not untranslated, "run tools/i18n_update.py and translate:\n" + "\n".join(untranslated)
 
 
-def test_driver_hint_keys_are_codes() -> None:
+def test_catalogue_keys_are_codes() -> None:
     for name, cls in driver_classes().items():
-        for code in [*cls.hints, *getattr(cls, "messages", {})]:
+        for code in cls.codes:
             assert CODE.match(code), f"driver {name}: key {code!r} is not an upper-case code"
-    for code in MESSAGES:
+    for code in SHARED:
         assert CODE.match(code)
+
+
+def package_sources(cls: type[Driver]) -> list[Path]:
+    path = Path(sys.modules[cls.__module__].__file__ or "")
+    return sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path]
+
+
+def test_every_code_a_driver_can_end_in_is_in_its_catalogue() -> None:
+    """A code a driver raises or returns, found in its own package's source, has an entry
+    in that driver's catalogue (or the shared one), with the grade the source gives it."""
+    problems = []
+    for name, cls in driver_classes().items():
+        for path in package_sources(cls):
+            for code, grades in scan_codes(path.read_text(encoding="utf-8")).items():
+                entry = cls.codes.get(code) or SHARED.get(code)
+                if entry is None:
+                    problems.append(f"{name}: {code} ({path.name}) is not in its catalogue")
+                elif not {g for g in grades if g != "unknown"} <= {g.label for g in entry.grades}:
+                    problems.append(f"{name}: {code} is used as {sorted(grades)}, catalogued as "
+                                    f"{sorted(g.label for g in entry.grades)}")
+    shared_sources = [*sorted((REPO / "agent" / "core").glob("*.py")),
+                      *sorted((REPO / "drivers" / "transport").glob("*.py")),
+                      REPO / "selftest" / "runner.py", REPO / "selftest" / "devices.py"]
+    for path in shared_sources:
+        for code in scan_codes(path.read_text(encoding="utf-8")):
+            if code not in SHARED and code not in catalogued():
+                problems.append(f"{code} ({path.name}) is in no catalogue")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_catalogue_check_catches_an_uncatalogued_code() -> None:
+    assert "NO_SUCH_CODE_XYZ" in scan_codes('Result.fail("NO_SUCH_CODE_XYZ", "x")')
+    assert "NO_SUCH_CODE_XYZ" not in catalogued()
 
 
 def test_every_marked_string_is_in_the_catalog_and_translated() -> None:
@@ -268,12 +300,12 @@ def test_each_driver_gets_its_own_hint_even_for_a_code_others_use() -> None:
     from posagent.selftest.hints import hint
 
     for name, cls in driver_classes().items():
-        for code, text in cls.hints.items():
-            assert hint(code, name) == text, (name, code)
+        for code, entry in cls.codes.items():
+            assert hint(code, name) == entry.hint, (name, code)
     set_language("zh-CN")
     for name, cls in driver_classes().items():
-        for code, text in cls.hints.items():
-            assert hint(code, name) == _(text), (name, code)
+        for code, entry in cls.codes.items():
+            assert hint(code, name) == _(entry.hint), (name, code)
 
 
 def test_no_translated_string_is_built_before_translation() -> None:
@@ -345,4 +377,5 @@ def test_every_reason_token_has_a_phrase() -> None:
     for path in [*sorted((REPO / "drivers").rglob("*.py")), *sorted((REPO / "selftest").glob("*.py"))]:
         used |= reason_tokens(path.read_text(encoding="utf-8"))
     assert len(used) > 20
-    assert used <= set(REASONS), f"reason tokens without a phrase (selftest/messages.py): {sorted(used - set(REASONS))}"
+    missing = sorted(used - set(REASONS))
+    assert not missing, f"reason tokens without a phrase (core/codes.py REASONS): {missing}"

@@ -120,7 +120,7 @@ def test_capabilities_check(bus: dict[str, FakeInputDevice], make: Any) -> None:
     assert (r.status, r.code) == (Status.FAIL, "KEYPAD_MISSING_KEYS")
     assert r.message == "POS Keypad does not report key(s): 5, clear"
     r = run(make("evdev://?name=POS Keypad", keys=["1", "2", "00=KEY_F13"]), "keys")
-    assert r.code == "KEYPAD_MISSING_KEYS" and r.measurements["missing_keys"] == "00"
+    assert r.code == "KEYPAD_MISSING_KEYS" and r.facts["missing_keys"] == "00"
     r = run(make("evdev://?name=Missing"), "keys")
     assert (r.status, r.code) == (Status.UNKNOWN, "KEYPAD_NOT_PRESENT")
 
@@ -142,7 +142,7 @@ def test_a_held_key_that_comes_up_is_fine_one_that_stays_is_stuck(bus: dict[str,
         assert run(make("evdev://?name=POS Keypad"), "keys").code == "KEYPAD_OK"
         dev.held = [[KEYS["KEY_KP7"]]]
         r = run(make("evdev://?name=POS Keypad", stuck_after="200ms"), "keys")
-        assert (r.status, r.code) == (Status.FAIL, "KEYPAD_KEY_STUCK") and r.measurements["stuck_keys"] == "7"
+        assert (r.status, r.code) == (Status.FAIL, "KEYPAD_KEY_STUCK") and r.facts["stuck_keys"] == "7"
     finally:
         os.close(r_fd)
         os.close(w_fd)
@@ -154,12 +154,12 @@ def test_status_reports_a_key_held_across_two_looks(bus: dict[str, FakeInputDevi
     now = [100.0]
     driver._clock = lambda: now[0]
     r = driver.status()  # the first look: down right now (a one-shot status cannot wait)
-    assert (r.status, r.code, r.measurements["held_keys"]) == (Status.WARN, "KEYPAD_KEY_HELD", "enter")
+    assert (r.status, r.code, r.facts["held_keys"]) == (Status.WARN, "KEYPAD_KEY_HELD", "enter")
     now[0] = 101.0
     assert driver.status().code == "KEYPAD_KEY_HELD"  # still down, not yet stuck_after
     now[0] = 161.0
     r = driver.status()
-    assert (r.status, r.code, r.measurements["stuck_keys"]) == (Status.FAIL, "KEYPAD_KEY_STUCK", "enter")
+    assert (r.status, r.code, r.facts["stuck_keys"]) == (Status.FAIL, "KEYPAD_KEY_STUCK", "enter")
     assert "held down for over 61 s" in r.message
 
 
@@ -178,7 +178,7 @@ def test_status_key_pressed_after_the_first_look_is_typing(bus: dict[str, FakeIn
     assert driver.status().code == "KEYPAD_OK"
     now[0] = 224.0
     r = driver.status()  # down at two looks 3 s apart: stuck, as before
-    assert (r.status, r.code, r.measurements["stuck_keys"]) == (Status.FAIL, "KEYPAD_KEY_STUCK", "5")
+    assert (r.status, r.code, r.facts["stuck_keys"]) == (Status.FAIL, "KEYPAD_KEY_STUCK", "5")
 
 
 def test_scan_grabs_and_releases(bus: dict[str, FakeInputDevice], make: Any) -> None:
@@ -194,7 +194,7 @@ def test_scan_grabs_and_releases(bus: dict[str, FakeInputDevice], make: Any) -> 
         r = run(make("evdev://?name=POS Keypad", keys=["1", "2", "3", "9"], key_timeout="1s"), "scan",
                 prompt=lambda text: "")
         assert (r.status, r.code) == (Status.FAIL, "KEYPAD_KEY_DEAD"), r
-        assert r.measurements["dead_keys"] == "9" and r.measurements["keys_pressed"] == 3
+        assert r.facts["dead_keys"] == "9" and r.measurements["keys_pressed"] == 3
         assert dev.calls == ["grab", "ungrab"]
     finally:
         os.close(r_fd)

@@ -223,7 +223,7 @@ def test_driver_scan_reports_the_three_findings(make: Any) -> None:
     assert (r["keys"].status, r["keys"].code) == (Status.FAIL, "KEYPAD_KEY_STUCK")  # 7 is down right now
     scan = r["scan"]
     assert (scan.status, scan.code) == (Status.FAIL, "KEYPAD_KEY_STUCK")
-    m = scan.measurements
+    m = scan.facts
     assert (m["dead_keys"], m["stuck_keys"], m["bounce_keys"]) == ("5", "7", "9")
     assert "dead: 5 (never pressed)" in scan.message and "bouncing: 9" in scan.message
 
@@ -232,7 +232,7 @@ def test_driver_internal_check_names_missing_keys(make: Any) -> None:
     ds, driver = make("sim://keypad?missing=clear,backspace")
     r = results(ds)
     assert (r["keys"].status, r["keys"].code) == (Status.FAIL, "KEYPAD_MISSING_KEYS")
-    assert r["keys"].measurements["missing_keys"] == "clear backspace"
+    assert r["keys"].facts["missing_keys"] == "clear backspace"
     assert (r["scan"].status, r["scan"].code) == (Status.OK, "KEYPAD_OK")  # the sim's keys still type
     _, driver = make("sim://keypad?keys=1,2,3", keys=["1", "2", "3"])
     assert driver.status().code == "KEYPAD_OK"
@@ -242,7 +242,7 @@ def test_one_shot_status_reports_a_key_held_now(make: Any, write_config: Callabl
     """One status call cannot wait stuck_after: a key down right now is reported at once."""
     _, driver = make("sim://keypad?stuck=enter")
     r = driver.status()
-    assert (r.status, r.code, r.measurements["held_keys"]) == (Status.WARN, "KEYPAD_KEY_HELD", "enter")
+    assert (r.status, r.code, r.facts["held_keys"]) == (Status.WARN, "KEYPAD_KEY_HELD", "enter")
     assert "held down right now" in r.message
     _, calm = make("sim://keypad")
     assert calm.status().code == "KEYPAD_OK"

@@ -15,9 +15,9 @@ from jsonschema import Draft202012Validator, FormatChecker
 from posagent.config.loader import validate
 from posagent.config.model import Config
 from posagent.core.base import Level, Result, Status
-from posagent.daemon.loop import status_round
 from posagent.fleet import messages
 from posagent.fleet.outbox import Outbox
+from posagent.fleet.service import status_round
 from posagent.selftest.devices import DeviceSet
 from posagent.selftest.render import report_json
 from posagent.selftest.runner import Runner

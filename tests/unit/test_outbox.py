@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from posagent.fleet.outbox import Outbox, Stats, peek_next_seq
+from posagent.fleet.outbox import Outbox, Stats
+from posagent.fleet.outbox_db import peek_next_seq
 
 
 class Clock:
@@ -104,7 +105,7 @@ def files_of(path: Path) -> dict[str, tuple[int, int]]:
 
 
 def test_peek_reads_the_figures_and_writes_nothing(tmp_path: Path) -> None:
-    from posagent.fleet.outbox import peek
+    from posagent.fleet.outbox_db import peek
 
     assert peek(str(tmp_path / "none")).backlog == 0 and not (tmp_path / "none").exists()
     box = Outbox(str(tmp_path), max_bytes=3000, max_age=10**9)

@@ -7,8 +7,8 @@ import datetime as dt
 from pathlib import Path
 
 from posagent.config.loader import validate
-from posagent.config.values import parse_hour_range
 from posagent.core.base import DriverEnv
+from posagent.core.values import parse_hour_range
 from posagent.selftest.devices import DeviceSet
 
 NOON = dt.datetime(2027, 3, 1, 12, 0)

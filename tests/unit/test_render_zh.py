@@ -16,8 +16,9 @@ from posagent.config import ConfigError, load_config
 from posagent.config.loader import validate
 from posagent.core.base import Level, Result
 from posagent.core.i18n import _, set_language
+from posagent.drivers.system_codes import CODES as SYSTEM_CODES
 from posagent.selftest.devices import DeviceSet
-from posagent.selftest.hints import HINTS, all_hints, hint
+from posagent.selftest.hints import all_hints, hint
 from posagent.selftest.messages import display_message, localized_message
 from posagent.selftest.render import render_table, report_json, summary_line
 from posagent.selftest.runner import CheckRecord, Report, Runner
@@ -144,7 +145,7 @@ def test_english_keeps_the_drivers_message() -> None:
     set_language("en")
     _d, _c, r = ROWS[2]
     assert display_message(r) == r.message
-    assert hint("DISK_FULL") == HINTS["DISK_FULL"]
+    assert hint("DISK_FULL") == SYSTEM_CODES["DISK_FULL"].hint
 
 
 def test_json_keeps_english_messages_and_codes_with_the_hint_in_chinese() -> None:
@@ -222,8 +223,8 @@ def test_failing_devices_are_described_in_chinese_from_their_facts(tmp_path: Pat
     }
     prn = results["prn"][1]
     assert prn.code == "PRINTER_NOT_CONNECTED" and "does not exist" in prn.message  # JSON keeps English
-    assert prn.measurements["path"] == str(serial) and prn.measurements["reason"] == "absent"
-    assert results["ups"][1].measurements == {"host": "127.0.0.1", "port": port, "reason": "refused"}
+    assert prn.facts["path"] == str(serial) and prn.facts["reason"] == "absent"
+    assert results["ups"][1].facts == {"host": "127.0.0.1", "port": port, "reason": "refused"}
 
 
 def test_facts_pick_the_template_and_detail_is_the_last_resort() -> None:

@@ -75,12 +75,14 @@ class FakeDriver(Driver):
 @pytest.fixture
 def devices(tmp_path: Path, mocker) -> Callable[..., DeviceSet]:
     mocker.patch("posagent.core.registry.load_driver", return_value=FakeDriver)
+    mocker.patch("posagent.config.loader.load_driver", return_value=FakeDriver)
+    mocker.patch("posagent.selftest.devices.load_driver", return_value=FakeDriver)
 
     def make(*behaviours: str, timeout: str = "0.3s") -> DeviceSet:
         raw = {"agent": {"state_dir": str(tmp_path), "check_timeout": timeout},
                "device": [{"name": f"d{i}", "driver": "fake", "options": {"behaviour": b}}
                           for i, b in enumerate(behaviours)]}
-        mocker.patch("posagent.config.loader.available_drivers", create=True)
+        mocker.patch("posagent.config.loader.available_drivers", return_value=["fake"])
         from posagent.core import registry
 
         mocker.patch.object(registry, "available_drivers", return_value=["fake"])

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from posagent.config.model import ScheduleSection
-from posagent.config.values import Duration, HourRange
+from posagent.core.values import Duration, HourRange
 from posagent.fleet import schedule
 
 TZ = ZoneInfo("Asia/Shanghai")

@@ -13,7 +13,8 @@ from posagent.core.base import Status
 from posagent.drivers.battery import BatteryDriver
 from posagent.drivers.megatec import MegatecDriver
 from posagent.drivers.nut import NutDriver, quote, reading_from_vars, split_words
-from posagent.drivers.ups_common import FIELD_NAMES, HINTS, UpsReading, grade, parse_number
+from posagent.drivers.ups_codes import UPS_CODES
+from posagent.drivers.ups_common import FIELD_NAMES, UpsReading, grade, parse_number
 from tests.conftest import DriverBuilder, device_entry
 
 
@@ -34,7 +35,7 @@ def test_grade_by_tokens(tokens: list[str], status: Status, code: str) -> None:
     r = grade(UpsReading(tokens=tokens))
     assert (r.status, r.code) == (status, code), r.message
     assert set(r.fields) == set(FIELD_NAMES)
-    assert code in HINTS or code == "UPS_OK"
+    assert UPS_CODES[code].hint or code == "UPS_OK"
 
 
 def test_absent_values_are_none_never_zero() -> None:
@@ -54,10 +55,11 @@ def test_overload_from_load_and_message_figures() -> None:
 
 
 def test_the_power_cut_advice_is_in_the_hints() -> None:
-    assert "check the wall socket" in HINTS["UPS_ON_BATTERY"]
-    assert "wait at least a minute" in HINTS["UPS_ON_BATTERY"]
-    assert "replace" in HINTS["UPS_REPLACE_BATTERY"].lower()
-    assert MegatecDriver.hints is HINTS and NutDriver.hints is HINTS and BatteryDriver.hints is HINTS
+    assert "check the wall socket" in UPS_CODES["UPS_ON_BATTERY"].hint
+    assert "wait at least a minute" in UPS_CODES["UPS_ON_BATTERY"].hint
+    assert "replace" in UPS_CODES["UPS_REPLACE_BATTERY"].hint.lower()
+    for driver in (MegatecDriver, NutDriver, BatteryDriver):  # every UPS driver shares the table
+        assert all(driver.codes[c] is entry for c, entry in UPS_CODES.items())
 
 
 def test_parse_number_keeps_what_the_source_gave() -> None:

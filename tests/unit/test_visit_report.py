@@ -13,6 +13,7 @@ from posagent.config import load_config
 from posagent.core.base import Level, Result
 from posagent.core.i18n import set_language
 from posagent.fleet.history import record_selftest
+from posagent.fleet.visit import visit_context
 from posagent.selftest.runner import CheckRecord, Report
 from posagent.selftest.textwidth import width
 from posagent.selftest.visit_report import (
@@ -21,7 +22,6 @@ from posagent.selftest.visit_report import (
     render_markdown,
     report_format,
     short_lines,
-    visit_context,
     write_report,
 )
 

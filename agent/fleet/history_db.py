@@ -1,0 +1,91 @@
+"""The self-test history's SQLite file: where it lives, its schema, and how it is opened.
+
+One file, ``history.sqlite3`` in the state dir, in WAL mode. ``connect(create=True)``
+creates it and brings a store written by an earlier version up to this schema (additive
+migrations only); run as root in the service's state dir, it leaves the files to the dir's
+owner. ``connect(create=False)`` never creates it: it yields None when there is no store.
+What is recorded and read is ``posagent.fleet.history``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+
+FILENAME = "history.sqlite3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, started_at TEXT NOT NULL, ts REAL NOT NULL,
+    terminal_id TEXT NOT NULL, technician TEXT NOT NULL, level TEXT NOT NULL,
+    status TEXT NOT NULL, duration_ms REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS results (
+    run_id INTEGER NOT NULL, seq INTEGER NOT NULL, device TEXT NOT NULL, driver TEXT NOT NULL,
+    check_name TEXT NOT NULL, level TEXT NOT NULL, status TEXT NOT NULL, code TEXT NOT NULL,
+    message TEXT NOT NULL, measurements TEXT NOT NULL, duration_ms REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS results_by_run ON results (run_id);
+CREATE TABLE IF NOT EXISTS faults (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, code TEXT NOT NULL,
+    status TEXT NOT NULL, message TEXT NOT NULL, driver TEXT NOT NULL DEFAULT '',
+    first_at TEXT NOT NULL, first_ts REAL NOT NULL, first_run INTEGER NOT NULL,
+    last_ts REAL NOT NULL, cleared_at TEXT, cleared_ts REAL, cleared_run INTEGER);
+CREATE INDEX IF NOT EXISTS faults_open ON faults (device, cleared_ts);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS flags (device TEXT NOT NULL, flag TEXT NOT NULL, PRIMARY KEY (device, flag));
+"""
+
+
+def db_path(state_dir: str) -> str:
+    return os.path.join(state_dir, FILENAME)
+
+
+@contextlib.contextmanager
+def connect(state_dir: str, *, create: bool) -> Iterator[sqlite3.Connection | None]:
+    path = db_path(state_dir)
+    if not create and not os.path.exists(path):
+        yield None
+        return
+    if create:
+        os.makedirs(state_dir, mode=0o750, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+    try:
+        conn.row_factory = sqlite3.Row
+        if create:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_SCHEMA)
+            _migrate(conn)
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('created_at', ?)", (_iso(time.time()),))
+            _match_owner(state_dir)
+        yield conn
+    finally:
+        conn.close()
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a store written by an earlier version up to this schema (additive only)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(faults)")}
+    if "driver" not in columns:
+        conn.execute("ALTER TABLE faults ADD COLUMN driver TEXT NOT NULL DEFAULT ''")
+
+
+def _match_owner(state_dir: str) -> None:
+    """Run as root (sudo posagent selftest) in the service's state dir: leave the files to its owner."""
+    if os.geteuid() != 0:
+        return
+    st = os.stat(state_dir)
+    if st.st_uid == 0:
+        return
+    for suffix in ("", "-wal", "-shm"):
+        path = db_path(state_dir) + suffix
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_uid == 0:
+                os.chown(path, st.st_uid, st.st_gid)
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
