@@ -31,11 +31,6 @@ class Code:
     templates: tuple[str, ...]
     hint: str = ""
 
-    @property
-    def is_problem(self) -> bool:
-        """A code a technician may have to act on: used with any grade but ok."""
-        return self.grades != frozenset({Status.OK})
-
 
 def code(grades: Status | Iterable[Status], *templates: str, hint: str = "") -> Code:
     """A catalogue entry: ``code(FAIL, N_("Paper end"), hint=N_("Load a new roll ..."))``."""
@@ -46,14 +41,3 @@ def code(grades: Status | Iterable[Status], *templates: str, hint: str = "") -> 
 
 
 Catalog = Mapping[str, Code]
-
-
-def merge(*catalogs: Catalog) -> dict[str, Code]:
-    """Several tables as one; a code in two tables must mean the same in both."""
-    out: dict[str, Code] = {}
-    for table in catalogs:
-        for name, entry in table.items():
-            if name in out and out[name] != entry:
-                raise ValueError(f"code {name} is defined twice, differently")
-            out[name] = entry
-    return out
