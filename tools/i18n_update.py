@@ -13,6 +13,7 @@ fuzzy (fuzzy entries are not compiled: a translator must confirm them); vanished
 kept at the end as ``#~`` comments. Compiling needs no GNU gettext tools (the .mo format
 is written here, as CPython's Tools/i18n/msgfmt.py does); the unit tests check the result
 against Debian's ``msgfmt``.
+The driver template (drivers/_template, see SKELETONS) is not extracted.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE_DIRS = ("agent", "drivers", "selftest", "config")
+#: Skeletons, copied to start a new package and not registered as they are (the driver
+#: template): their texts stay out of the catalogs, which ship no fictional device. A copy
+#: under its own name is extracted like any other source.
+SKELETONS = ("drivers/_template",)
 LOCALE_DIR = REPO / "agent" / "locale"
 DOMAIN = "posagent"
 TRANSLATION_CALLS = {"_", "N_"}
@@ -96,12 +101,19 @@ def extract_file(path: Path) -> list[str]:
     return [text for _l, _c, text in sorted(found) if text.strip()]
 
 
+def is_skeleton(rel: str) -> bool:
+    """Whether a repo-relative path (``drivers/_template/codes.py``) is in a skeleton."""
+    return any(rel == s or rel.startswith(s + "/") for s in SKELETONS)
+
+
 def collect(repo: Path = REPO) -> dict[str, list[str]]:
     """msgid -> the files it comes from (repo-relative), sources in a stable order."""
     out: dict[str, list[str]] = {}
     for folder in SOURCE_DIRS:
         for path in sorted((repo / folder).rglob("*.py")):
             rel = path.relative_to(repo).as_posix()
+            if is_skeleton(rel):
+                continue
             for msgid in extract_file(path):
                 refs = out.setdefault(msgid, [])
                 if rel not in refs:

@@ -14,14 +14,19 @@ that the agent leaves it as it found it. Only internal (side-effect free) checks
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
+from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
+from posagent.core import registry
 from posagent.core.base import Driver, Level, Result, Status
 from posagent.core.codes import SHARED
+from posagent.selftest import hints
 from posagent.selftest.devices import DeviceSet
 from posagent.selftest.runner import Runner, call_with_timeout
 from tests.conftest import device_entry, device_set
@@ -40,10 +45,42 @@ def given_url(config: pytest.Config, driver: str) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def registered(cls: type[Driver] | None) -> Iterator[None]:
+    """While the block runs, the registry finds ``cls`` under ``cls.name`` as if an entry
+    point named it, so the config loader, the device set and the runner build it the
+    ordinary way; for a driver that is not registered (drivers/_template). Nothing happens
+    when ``cls`` is None. The one seam replaced is the registry's entry-point table; the
+    lookups cached on it are forgotten on the way in and out."""
+    if cls is None:
+        yield
+        return
+    installed = registry._entry_points
+    assert cls.name not in installed(), f"driver {cls.name!r} is registered already"
+    entry = EntryPoint(cls.name, f"{cls.__module__}:{cls.__qualname__}", registry.GROUP)
+
+    def with_cls() -> dict[str, EntryPoint]:
+        return {**installed(), cls.name: entry}
+
+    registry._entry_points = with_cls
+    registry.load_driver.cache_clear()
+    hints.all_codes.cache_clear()
+    try:
+        yield
+    finally:
+        registry._entry_points = installed
+        registry.load_driver.cache_clear()
+        hints.all_codes.cache_clear()
+
+
 class DeviceContract:
-    """Subclasses set ``driver`` and ``sim_url`` (or override the ``url`` fixture)."""
+    """Subclasses set ``driver`` and ``sim_url`` (or override the ``url`` fixture); a
+    driver that is not registered also sets ``driver_class``."""
 
     driver: ClassVar[str] = ""
+    #: the Driver class, for a driver no entry point names (the template): it is
+    #: registered for each test. None (the default): the installed driver named ``driver``.
+    driver_class: ClassVar[type[Driver] | None] = None
     sim_url: ClassVar[str] = ""
     options: ClassVar[dict[str, Any]] = {}
     #: heartbeat fields every device of the family reports, with their allowed values
@@ -56,9 +93,10 @@ class DeviceContract:
 
     @pytest.fixture
     def devices(self, url: str, tmp_path: Path) -> Any:
-        ds = device_set(tmp_path, device_entry("dut", self.driver, url, self.options or None))
-        yield ds
-        ds.close()
+        with registered(self.driver_class):
+            ds = device_set(tmp_path, device_entry("dut", self.driver, url, self.options or None))
+            yield ds
+            ds.close()
 
     @pytest.fixture
     def dut(self, devices: DeviceSet) -> Driver:

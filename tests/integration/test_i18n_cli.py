@@ -12,7 +12,7 @@ import pytest
 
 from posagent.core.registry import DriverLoadError, load_driver
 from tests.conftest import free_port, run_cli
-from tests.unit.test_render_zh import spans as column_spans
+from tests.unit.selftest.test_render_zh import spans as column_spans
 
 ZH_ENV = {"LANG": "zh_CN.UTF-8", "LC_ALL": "", "LC_MESSAGES": ""}
 EN_ENV = {"LANG": "C.UTF-8", "LC_ALL": "", "LC_MESSAGES": ""}

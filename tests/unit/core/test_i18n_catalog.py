@@ -5,6 +5,10 @@ Codes are gathered two ways: the catalogues (``posagent.core.codes`` and every i
 driver's ``codes``), and a scan of the drivers' source for code literals handed to
 ``Result.ok/warn/fail/unknown``, ``Result(Status.X, "CODE")``, ``code="..."`` (DeviceError
 and friends), ``(Status.X, "CODE", ...)`` tuples and ``code = "..."`` assignments.
+
+The driver template (drivers/_template) is a skeleton, not an installed driver: its texts
+stay out of the catalogs (tools/i18n_update.py SKELETONS), so it is not asked for zh-CN;
+its own catalogue must still cover its source and be complete in English.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from posagent.core.base import Driver
 from posagent.core.codes import REASONS, SHARED
 from posagent.core.i18n import _, set_language
 from posagent.core.registry import DriverLoadError, available_drivers, load_driver
+from posagent.drivers._template import TemplateDriver
 from posagent.selftest.hints import all_codes as catalogued
 from posagent.selftest.hints import all_hints
 from posagent.selftest.messages import all_messages, placeholders, templates_for
@@ -35,8 +40,6 @@ ZH_PO = LOCALE / "zh_CN" / "LC_MESSAGES" / "posagent.po"
 ZH_MO = ZH_PO.with_suffix(".mo")
 CODE = re.compile(r"^[A-Z][A-Z0-9]+(?:_[A-Z0-9]+)+$")
 GRADES = {"ok", "warn", "fail", "unknown"}
-SCANNED = [*sorted((REPO / "drivers").rglob("*.py")), *sorted((REPO / "agent" / "core").glob("*.py")),
-           REPO / "selftest" / "runner.py", REPO / "selftest" / "devices.py"]
 
 
 def load_tool() -> ModuleType:
@@ -49,6 +52,11 @@ def load_tool() -> ModuleType:
 
 
 tool = load_tool()
+SCANNED = [p for p in (*sorted((REPO / "drivers").rglob("*.py")), *sorted((REPO / "agent" / "core").glob("*.py")),
+                       REPO / "selftest" / "runner.py", REPO / "selftest" / "devices.py")
+           if not tool.is_skeleton(p.relative_to(REPO).as_posix())]
+#: skeleton name -> its Driver class (not installed, so not in ``driver_classes()``)
+SKELETON_DRIVERS: dict[str, type[Driver]] = {"_template": TemplateDriver}
 
 
 def _status_attr(node: ast.AST) -> str | None:
@@ -207,7 +215,7 @@ def test_every_code_a_driver_can_end_in_is_in_its_catalogue() -> None:
     """A code a driver raises or returns, found in its own package's source, has an entry
     in that driver's catalogue (or the shared one), with the grade the source gives it."""
     problems = []
-    for name, cls in driver_classes().items():
+    for name, cls in {**driver_classes(), **SKELETON_DRIVERS}.items():
         for path in package_sources(cls):
             for code, grades in scan_codes(path.read_text(encoding="utf-8")).items():
                 entry = cls.codes.get(code) or SHARED.get(code)
@@ -224,6 +232,22 @@ def test_every_code_a_driver_can_end_in_is_in_its_catalogue() -> None:
             if code not in SHARED and code not in catalogued():
                 problems.append(f"{code} ({path.name}) is in no catalogue")
     assert not problems, "\n".join(problems)
+
+
+def test_the_skeletons_are_skipped_here_but_complete_in_english() -> None:
+    """A new family starts from the template's catalogue: every code has a message
+    template, ``{detail}`` only as the last of several, and a hint unless it is only ever ok."""
+    assert not any("_template" in p.parts for p in SCANNED)
+    assert not any(tool.is_skeleton(ref) for refs in tool.collect().values() for ref in refs)
+    for name, cls in SKELETON_DRIVERS.items():
+        assert cls.name not in available_drivers(), f"{name} is a skeleton: it must not be registered"
+        for code, entry in cls.codes.items():
+            assert CODE.match(code) and entry.templates, (name, code)
+            for i, text in enumerate(entry.templates):
+                if "detail" in placeholders(text):
+                    assert 1 < len(entry.templates) == i + 1, f"{name}: {code}: {text!r} is not a fallback"
+            if needs_hint(code, {g.label for g in entry.grades}):
+                assert entry.hint.strip(), f"{name}: {code} has no hint"
 
 
 def test_the_catalogue_check_catches_an_uncatalogued_code() -> None:
