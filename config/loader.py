@@ -15,6 +15,7 @@ from typing import Any
 
 from posagent.config.errors import ConfigError, did_you_mean, problem
 from posagent.config.model import (
+    MIN_POLL,
     AgentSection,
     Config,
     DeviceConfig,
@@ -24,6 +25,8 @@ from posagent.config.model import (
     UpstreamSection,
     build,
 )
+from posagent.config.sharing import KEYS as SHARE_KEYS
+from posagent.config.sharing import Sharing, parse_sharing
 from posagent.config.urls import parse_url
 from posagent.core.i18n import _
 from posagent.core.registry import available_drivers, load_driver
@@ -32,7 +35,7 @@ from posagent.core.values import parse_duration
 DEFAULT_PATH = "/etc/posagent/posagent.toml"
 _SECTIONS = {"agent": AgentSection, "schedule": ScheduleSection, "upstream": UpstreamSection,
              "export": ExportSection, "history": HistorySection}
-_DEVICE_KEYS = ("name", "driver", "url", "options", "timeout", "enabled")
+_DEVICE_KEYS = ("name", "driver", "url", "options", "timeout", "enabled", *SHARE_KEYS)
 LANGUAGES = ("auto", "en", "zh-CN")
 
 
@@ -96,8 +99,8 @@ def validate(raw: dict[str, Any], path: str, *, state_dir_override: str | None =
 
             sections["agent"] = dataclasses.replace(agent, **changes)
     sched = sections["schedule"]
-    if isinstance(sched, ScheduleSection) and sched.status_poll < 1:
-        problems.append(problem(path, "schedule.status_poll", _("must be at least 1s"),
+    if isinstance(sched, ScheduleSection) and not sched.status_poll >= MIN_POLL:  # (NaN is not)
+        problems.append(problem(path, "schedule.status_poll", _("must be at least 200ms"),
                                 _("e.g. {example}").format(example='"10s"')))
     upstream = sections["upstream"]
     if isinstance(upstream, UpstreamSection) and upstream.url:
@@ -200,7 +203,8 @@ def _devices(raw: Any, path: str, problems: list[str]) -> list[DeviceConfig]:
         enabled = dev.get("enabled", True)
         if not isinstance(enabled, bool):
             problems.append(problem(path, f"{where}.enabled", _("expected true or false")))
+        sharing = parse_sharing(dev, cls.shares, path, where, problems) if cls is not None else Sharing()
         if len(problems) == n_before and isinstance(name, str) and isinstance(driver_name, str):
             out.append(DeviceConfig(name=name, driver=driver_name, url=url, options=options,
-                                    timeout=timeout, enabled=bool(enabled)))
+                                    timeout=timeout, enabled=bool(enabled), sharing=sharing))
     return out

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from posagent.config.errors import did_you_mean, problem
+from posagent.config.sharing import Sharing
 from posagent.config.urls import DeviceURL
 from posagent.core.i18n import N_, _
 from posagent.core.values import (
@@ -38,6 +39,11 @@ class AgentSection:
     heartbeat_interval: Duration = Duration(60.0)
     language: str = "auto"
     check_timeout: Duration = Duration(10.0)
+
+
+#: The shortest status_poll (0.2 s): a site where the POS application and posagent share a
+#: printer may poll that often; each round holds a guest's printer for about a millisecond.
+MIN_POLL = 0.2
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,11 @@ class DeviceConfig:
     options: Any  # the driver's Options dataclass instance
     timeout: float | None = None  # per-check cap; None = agent.check_timeout
     enabled: bool = True
+    sharing: Sharing = field(default_factory=Sharing)  # share, proxy_*, stale_after, job_*
+
+    @property
+    def share(self) -> str:
+        return self.sharing.mode
 
 
 @dataclass(frozen=True)

@@ -2,19 +2,23 @@
 
 A device whose driver fails to build, or whose environment check fails, is still in the
 set: as a ``Broken`` entry that yields an ``unknown`` result with the reason, so one bad
-driver never takes a run down. A device poisoned by a hung call is rebuilt on next use.
+driver never takes a run down. A device poisoned by a hung call is rebuilt on next use. The set also remembers each
+device's last fresh reading (``freshness``) for the times the POS application holds it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from posagent.config.model import Config, DeviceConfig
-from posagent.core.base import Driver, DriverEnv
+from posagent.core.base import Driver, DriverEnv, Result
+from posagent.core.errors import DeviceError
 from posagent.core.registry import DriverLoadError, load_driver
+from posagent.selftest.freshness import Freshness
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +34,25 @@ class Broken:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
+#: Where a device's own notices go (``Driver.serve``): device name, driver name, result.
+Notify = Callable[[str, str, Result], None]
+
+
 class DeviceSet:
-    def __init__(self, config: Config) -> None:
+    """``notify``: given by the daemon, which runs what devices serve (``Driver.serve``: the
+    print proxy); a set without it (the CLI) starts no such service."""
+
+    def __init__(self, config: Config, notify: Notify | None = None) -> None:
         self.config = config
+        self._notify = notify
         self.env = DriverEnv(state_dir=config.agent.state_dir, terminal_id=config.agent.terminal_id,
                              check_timeout=config.agent.check_timeout,
                              business_hours=config.schedule.business_hours,
                              blackout_dates=tuple(config.schedule.blackout_dates))
         self._drivers: dict[str, Driver | Broken] = {}
         self._lock = threading.Lock()
+        #: Each device's last fresh reading, stood in while another program holds it.
+        self.freshness = Freshness()
 
     def names(self, only: list[str] | None = None) -> list[str]:
         return [d.name for d in self.config.devices if d.enabled and (not only or d.name in only)]
@@ -73,6 +87,14 @@ class DeviceSet:
             facts.update({k: v for k, v in (("package", getattr(missing, "package", "")),
                                             ("install", getattr(missing, "install", ""))) if v})
             return Broken(dev, "DRIVER_UNAVAILABLE", str(missing), facts)
+        if self._notify is not None:
+            notify = self._notify
+            try:
+                driver.serve(lambda r: notify(dev.name, dev.driver, r))
+            except DeviceError as e:
+                _close_quietly(driver)
+                log.error("device %s: %s", dev.name, e)
+                return Broken(dev, e.code, str(e), dict(e.facts))
         return driver
 
     def poison(self, name: str) -> None:

@@ -164,7 +164,8 @@ class Runner:
             r = call.result(start + timeout, timeout)
             if r.code == "CHECK_TIMEOUT":
                 self.devices.poison(name)
-            out[name] = (driver.name, r)
+            stale_after = self.devices.config.device(name).sharing.stale_after
+            out[name] = (driver.name, self.devices.freshness.apply(name, r, stale_after))
         return {n: out[n] for n in self.devices.names(only)}
 
     # -- internals -----------------------------------------------------------

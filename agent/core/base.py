@@ -204,6 +204,11 @@ class Driver:
     #: The catalogue of every code this driver can end in (posagent.core.catalog): grades,
     #: message templates, hints. Codes of posagent.core.codes.SHARED need no entry.
     codes: ClassVar[Mapping[str, Code]] = {}
+    #: How the device may be shared with the POS application (the ``share`` key), default
+    #: first: "guest" (the POS application owns it; posagent asks only when it is free and
+    #: holds nothing between exchanges), "proxy" (posagent owns it and serves the POS
+    #: application), "owner" (posagent alone).
+    shares: ClassVar[tuple[str, ...]] = ("owner",)
 
     def __init__(self, device: DeviceSpec, env: DriverEnv) -> None:
         self.device = device
@@ -213,6 +218,12 @@ class Driver:
     @property
     def timeout(self) -> float:
         return self.device.timeout if self.device.timeout is not None else self.env.check_timeout
+
+    @property
+    def share(self) -> str:
+        """This device's share mode (the config's, else the driver's default)."""
+        mode = getattr(getattr(self.device, "sharing", None), "mode", None)
+        return mode if isinstance(mode, str) and mode in self.shares else self.shares[0]
 
     def check_environment(self) -> str | None:
         """One sentence naming what is missing to use this driver here, or None."""
@@ -224,6 +235,12 @@ class Driver:
     def checks(self) -> list[Check]:
         """Default: one internal check that is the status query."""
         return [Check("status", Level.INTERNAL, lambda ctx: self.status(), "device status")]
+
+    def serve(self, notify: Callable[[Result], None]) -> None:
+        """Start what this device serves for as long as the daemon runs it (the print proxy
+        of ``share = "proxy"``). ``notify`` reports a result as an event of its own (a print
+        job that could not be delivered); it may be called from any thread. Raises
+        DeviceError when the service cannot start. Default: nothing; ``close()`` stops it."""
 
     def close(self) -> None:
         """Release whatever the driver holds; must not raise."""

@@ -21,6 +21,14 @@ SHARED: dict[str, Code] = {
         N_("The config gives this device a URL its driver cannot use: {detail}"),
         hint=N_("This driver cannot use that kind of URL: fix the device's url in the config."),
     ),
+    "DEVICE_BUSY": code(
+        UNKNOWN,
+        N_("Busy: {where} {reason}"),
+        N_("Busy: another program is using the device"),
+        hint=N_(
+            "The POS application is using the device, which is normal while it prints or reads. If it stays busy for hours, look for a program that hangs on the port, or restart the POS application."
+        ),
+    ),
     "DEVICE_ERROR": code(
         UNKNOWN,
         N_("Device error: {where} {reason}"),
@@ -120,6 +128,13 @@ REASONS: dict[str, str] = {
     "grab_failed": N_("cannot be held for the key scan"),
     "no_such_name": N_("is not among the input devices"),
     "no_url": N_("no URL is configured"),
+    # shared devices (share = "guest"): why posagent did not ask
+    "uucp_lock": N_("is locked by another program (lock file in /run/lock)"),
+    "flock": N_("is locked by another program (flock)"),
+    "exclusive": N_("is opened exclusively by another program"),
+    "in_use": N_("is in use by another program"),
+    "serving_another": N_("is serving another connection"),
+    "quiet_window": N_("is open in another program during business hours"),
     # PC/SC readers
     "no_match": N_("matches none of the readers pcscd lists"),
     "no_reader": N_("pcscd lists no reader"),

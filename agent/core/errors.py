@@ -4,7 +4,9 @@
     ├── DeviceNotFound          the node/host/USB id is not there (e.g. PRINTER_NOT_CONNECTED)
     ├── DeviceTimeout           no answer within the deadline (also a TimeoutError)
     ├── ProtocolError           an answer that is not valid for the protocol (garbage, bad LRC)
-    └── DeviceIOError           the link broke mid-exchange (EIO, EOF, reset)
+    ├── DeviceIOError           the link broke mid-exchange (EIO, EOF, reset)
+    └── DeviceBusy              another program holds the device (a lock, TIOCEXCL, its
+                                one connection); not a fault: ``share = "guest"`` waits
 
 Messages must never carry card data: drivers on the card path pass masked values only.
 
@@ -56,3 +58,11 @@ class ProtocolError(DeviceError):
 
 class DeviceIOError(DeviceError):
     code = "DEVICE_IO_ERROR"
+
+
+class DeviceBusy(DeviceError):
+    """Another program (the POS application) holds the device now: a live UUCP lock file,
+    a flock, TIOCEXCL, or the one connection a network printer serves. posagent did not
+    touch the device. Callers keep the last fresh reading until ``stale_after``."""
+
+    code = "DEVICE_BUSY"

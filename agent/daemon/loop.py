@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import queue
 import random
 import signal
 import threading
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from posagent.config.model import Config
+from posagent.core.base import Result
 from posagent.daemon import jobs
 from posagent.daemon.jobs import Job, selftest_bound, status_bound
 from posagent.daemon.reload import Reload
@@ -71,7 +73,8 @@ class Daemon:
         self.state = AgentState(started_at=clock().replace(microsecond=0))
         self._wake = threading.Event()
         self._hold = StartupHold(booted, rng or random.Random())
-        self._env = Env(self.notifier, self.state, self._wake.set, self._hold, delivery_policy)
+        self._notices: queue.SimpleQueue[tuple[str, str, Result]] = queue.SimpleQueue()
+        self._env = Env(self.notifier, self.state, self._wake.set, self._hold, delivery_policy, self._notice)
         self._reload = Reload(reload, self.notifier)
         self.services: Services | None = None
         self.changes = ChangeTracker(float(config.schedule.event_dedupe))
@@ -149,6 +152,7 @@ class Daemon:
                 continue
             for change in self.changes.due(now):
                 self._report_event(change)
+            self._report_notices()
             self._schedule(now)
             deadlines = []
             job = self._job
@@ -286,6 +290,19 @@ class Daemon:
 
     def _report_event(self, change: Change) -> None:
         self._current().reporter.event(change, self.changes.latest())
+
+    def _notice(self, device: str, driver: str, result: Result) -> None:
+        """From any thread (a device's service, e.g. the print proxy): report it in the loop."""
+        self._notices.put((device, driver, result))
+        self._wake.set()
+
+    def _report_notices(self) -> None:
+        for _ in range(1000):  # bounded: a flood waits for the next turn of the loop
+            try:
+                device, driver, result = self._notices.get_nowait()
+            except queue.Empty:
+                return
+            self._current().reporter.notice(device, driver, result, self.changes.latest())
 
     # -- stop -------------------------------------------------------------------------
     def _shutdown(self) -> None:

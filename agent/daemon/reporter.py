@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from posagent.config.model import Config
-from posagent.core.base import Status
+from posagent.core.base import Result, Status
 from posagent.daemon.sdnotify import Notifier
 from posagent.fleet import history, messages
 from posagent.fleet.changes import Change
@@ -57,6 +57,13 @@ class Reporter:
                  change.current.code, change.current.message)
         self._commit("event", messages.event(self.config, change.device, change.driver, change.current,
                                              change.previous, results, change.suppressed, self.state))
+
+    def notice(self, device: str, driver: str, result: Result, results: DeviceResults) -> None:
+        """Commit what a device's service reported (``Driver.serve``: a print job lost) as an
+        event of its own; ``results`` are the latest of every device."""
+        log.warning("device %s: %s (%s)", device, result.code, result.message)
+        self._commit("event", messages.event(self.config, device, driver, result, None, results, 0, self.state,
+                                             kind="device_notice"))
 
     def selftest(self, report: Report, trigger: str, reason: str) -> None:
         """Commit a finished self-test and record it in the history."""

@@ -31,7 +31,7 @@ from posagent.fleet.delivery import Delivery, DeliveryPolicy
 from posagent.fleet.messages import AgentState
 from posagent.fleet.outbox import Outbox, OutboxError
 from posagent.fleet.service import make_upstream, open_outbox
-from posagent.selftest.devices import DeviceSet
+from posagent.selftest.devices import DeviceSet, Notify
 from posagent.selftest.runner import Runner
 
 log = logging.getLogger("posagent.daemon.loop")  # the daemon's lines keep the loop's logger name
@@ -73,6 +73,7 @@ class Env:
     wake: Callable[[], None]  # wake the main loop (the delivery calls it when something changed)
     hold: StartupHold
     delivery_policy: DeliveryPolicy | None = None
+    notify: Notify | None = None  # where the devices' services report (Driver.serve)
 
 
 @dataclass
@@ -92,7 +93,7 @@ def build(config: Config, env: Env, previous: Services | None = None) -> Service
     replaced on a reload, whose devices are already closed; the new ones take over its outbox
     and delivery (or close them). Raises OutboxError when the outbox cannot be opened."""
     outbox = open_outbox(config) if previous is None else previous.outbox
-    devices = open_devices(config)
+    devices = open_devices(config, env.notify)
     try:
         if previous is None:
             env.hold.start(config)
@@ -117,9 +118,10 @@ def build(config: Config, env: Env, previous: Services | None = None) -> Service
     return Services(config, devices, Runner(devices), outbox, delivery, reporter)
 
 
-def open_devices(config: Config) -> DeviceSet:
-    """Build every device of this config (drivers opened, simulators started on first use)."""
-    devices = DeviceSet(config)
+def open_devices(config: Config, notify: Notify | None = None) -> DeviceSet:
+    """Build every device of this config (drivers opened, simulators started on first use,
+    what devices serve started when ``notify`` is given)."""
+    devices = DeviceSet(config, notify)
     for name in devices.names():
         devices.get(name)
     return devices

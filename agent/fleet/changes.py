@@ -4,7 +4,9 @@ The first change of a device is reported at once. Further changes within ``windo
 seconds of that event are folded (counted as ``suppressed``); when the window ends, one
 trailing event reports the state then, if it differs from the last one reported. So a
 flapping device sends at most one event per window, and the dashboard still ends up with
-the truth. Pure logic: time is passed in (monotonic seconds).
+the truth. A DEVICE_BUSY result (the POS application holds the device, selftest/freshness.py)
+is no observation at all: it never makes an event. Pure logic: time is passed in
+(monotonic seconds).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class ChangeTracker:
         """Feed one status round; the changes to report now."""
         out: list[Change] = []
         for name, (driver, r) in results.items():
+            if r.code == "DEVICE_BUSY":
+                continue  # another program holds the device: not a state of the device
             before = self._seen.get(name)
             self._seen[name] = (driver, r)
             if before is None:

@@ -131,11 +131,13 @@ def heartbeat(config: Config, results: DeviceResults, system: dict[str, Any], st
 
 def event(config: Config, device: str, driver: str, current: Result, previous: Result | None,
           results: DeviceResults, suppressed: int = 0, state: AgentState | None = None,
-          now: dt.datetime | None = None) -> Finalizer:
-    """A device's status changed. ``suppressed``: changes folded into this one by the dedupe window."""
+          now: dt.datetime | None = None, kind: str = "device_status_changed") -> Finalizer:
+    """A device's status changed (``kind`` device_status_changed; ``suppressed``: changes
+    folded into this one by the dedupe window), or a device reported something that is not
+    a status (``kind`` device_notice, e.g. PRINT_JOB_LOST from the print proxy)."""
     body = envelope(EVENT, config, now)
     body.update({
-        "event": "device_status_changed",
+        "event": kind,
         "device": device,
         "current": device_json(driver, current),
         "previous": ({"status": previous.status.label, "code": previous.code, "message": previous.message}

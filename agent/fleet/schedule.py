@@ -29,7 +29,7 @@ import random
 import time
 from dataclasses import dataclass
 
-from posagent.config.model import ScheduleSection
+from posagent.config.model import MIN_POLL, ScheduleSection
 from posagent.core.base import Level
 from posagent.core.statefile import write_json
 
@@ -141,8 +141,8 @@ def hold_back(plan: Plan, not_before: dt.datetime) -> Plan:
 
 def poll_interval(sched: ScheduleSection, heartbeat_interval: float) -> float:
     """Seconds between status rounds: ``status_poll``, but never more often than needed
-    (a round every heartbeat anyway) and never below one second."""
-    return max(1.0, min(float(sched.status_poll), float(heartbeat_interval)))
+    (a round every heartbeat anyway) and never below ``MIN_POLL`` (config/model.py)."""
+    return max(MIN_POLL, min(float(sched.status_poll), float(heartbeat_interval)))
 
 
 # -- state in the state dir ---------------------------------------------------------------

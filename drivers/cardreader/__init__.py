@@ -58,6 +58,7 @@ class CardReaderDriver(Driver):
     family = "reader"
     description = "magnetic-stripe card reader: serial echo/version, loopback plug, USB presence, swipe test"
     schemes = ("serial", "sim", "usb", "evdev")
+    shares = ("guest", "owner")  # the POS application reads the cards; posagent asks between swipes
     url_example = "serial:///dev/ttyUSB0?baudrate=9600"
     Options = CardReaderOptions
     codes = CODES
@@ -74,7 +75,7 @@ class CardReaderDriver(Driver):
         url = device.url
         knobs = {"profile": self.options.profile} if url is not None and url.host == "card-reader" else {}
         self._link = Link(device.url, where=f"card reader {device.name}", open_errors=OPEN_ERRORS,
-                          sim_knobs=knobs, sim_setup=self._sim_setup)
+                          sim_knobs=knobs, sim_setup=self._sim_setup, share=self.share)
 
     def _sim_setup(self, sim: Simulator) -> None:
         if hasattr(sim, "profile"):

@@ -3,8 +3,12 @@
 Status is the agent's own: flush stale input, send ``DLE EOT n`` (n = 1..4), read exactly
 one byte with a deadline, validate its fixed bits, decode bit by bit
 (``escpos.status``). python-escpos is used only to compose the test slip. The printer is
-reached through a ``Link`` (``drivers/transport/link.py``): the stream stays open between
-calls and is reopened once within a call after an I/O error on a stale one. The driver
+reached through a ``Link`` (``drivers/transport/link.py``) shared as the ``share`` key
+says (README, "Sharing the printer"): as a guest (the default) it is opened, locked, asked
+and closed for every read, and a printer the POS application holds is DeviceBusy; as an
+owner or proxy the stream stays open and is reopened once within a call after an I/O
+error on a stale one. In proxy mode ``serve()`` runs the print proxy (``escpos.proxy``)
+through which the POS application prints. The driver
 composes the identity reader (GS I, ``escpos.identity``) and the job runner (printing,
 the test slip, ``escpos.jobs``); the state file (counters, remembered identity) is
 ``escpos.counters``.
@@ -22,8 +26,8 @@ import importlib.util
 import time
 from typing import Any
 
-from posagent.core.base import Check, Driver, Level, Measurements, Missing, Result, Status
-from posagent.core.errors import DeviceError, DeviceIOError, DeviceNotFound, DeviceTimeout, ProtocolError
+from posagent.core.base import Check, CheckContext, Driver, Level, Measurements, Missing, Result, Status
+from posagent.core.errors import DeviceBusy, DeviceError, DeviceIOError, DeviceNotFound, DeviceTimeout, ProtocolError
 from posagent.drivers.escpos.codes import CODES
 from posagent.drivers.escpos.counters import Counters, CounterStore, PrinterState, counter_path, ribbon_grade
 from posagent.drivers.escpos.identity import IDENTITY_RETRY_S, IdentityReader
@@ -41,6 +45,7 @@ from posagent.drivers.escpos.status import (
 )
 from posagent.drivers.transport import Stream
 from posagent.drivers.transport.link import ErrorTable, Link, Remap
+from posagent.drivers.transport.locks import other_openers
 
 __all__ = ["GS_R_PAPER", "IDENTITY_RETRY_S", "OFFLINE_BIT", "EscposDriver", "EscposOptions"]
 
@@ -56,6 +61,7 @@ class EscposDriver(Driver):
     family = "printer"
     description = "ESC/POS receipt printer: real-time status, identity, test slip, paper and ribbon counters"
     schemes = ("serial", "tcp", "usb", "sim")
+    shares = ("guest", "proxy", "owner")  # the POS application prints the receipts
     url_example = "serial:///dev/ttyS0?baudrate=38400"
     support = "beta"
     Options = EscposOptions
@@ -68,7 +74,7 @@ class EscposDriver(Driver):
         self._counters = CounterStore(counter_path(env.state_dir, device.name)) if env.state_dir else None
         self._state = PrinterState(self._counters, self._where)
         self._link = Link(device.url, where=self._where, open_errors=OPEN_ERRORS, lost_errors=LOST_ERRORS,
-                          on_close=self._forget_connection, timeout=self.options.connect_timeout)
+                          share=self.share, on_close=self._forget_connection, timeout=self.options.connect_timeout)
         self._id = IdentityReader(self._link, self.options, self._state, self.read_status, self._where)
         self._jobs = JobRunner(self._link, self.options, self._state, read_status=self.read_status,
                                graded=self._graded, identity=self._id, where=self._where,
@@ -102,9 +108,11 @@ class EscposDriver(Driver):
         except ProtocolError as e:
             raise ProtocolError(f"{self._where}: {e}", code="PRINTER_PROTOCOL_ERROR") from e
 
-    def read_status(self) -> EscposStatus:
-        """DLE EOT 1..4, decoded; raises DeviceError (silence, garbage, no device)."""
-        st = self._link.exchange(lambda s: decode_status(bytes(self._query_on(s, n) for n in EOT_KINDS)))
+    def read_status(self, wait_free: float = 0.0) -> EscposStatus:
+        """DLE EOT 1..4, decoded; raises DeviceError (silence, garbage, no device), DeviceBusy
+        when another program holds the printer for longer than ``wait_free`` seconds."""
+        st = self._link.exchange(lambda s: decode_status(bytes(self._query_on(s, n) for n in EOT_KINDS)),
+                                 wait_free=wait_free)
         self._state.update(lambda store: store.paper_state(st.paper == "end"))
         return st
 
@@ -112,10 +120,10 @@ class EscposDriver(Driver):
         """GS I, asked now (see ``escpos.identity``)."""
         return self._id.read()
 
-    def status(self) -> Result:
+    def status(self, wait_free: float = 0.0) -> Result:
         t0 = time.perf_counter()
         try:
-            st = self.read_status()
+            st = self.read_status(wait_free)
         except DeviceError as e:
             return self._unknown(e)
         ms = round((time.perf_counter() - t0) * 1000.0, 3)
@@ -193,10 +201,33 @@ class EscposDriver(Driver):
     # -- checks ------------------------------------------------------------------
     def checks(self) -> list[Check]:
         return [
-            Check("status", Level.INTERNAL, lambda ctx: self.status(), "paper, cover, errors (DLE EOT 1-4)"),
+            Check("status", Level.INTERNAL, lambda ctx: self.status(wait_free=self._patience(ctx)),
+                  "paper, cover, errors (DLE EOT 1-4)"),
             Check("identity", Level.INTERNAL, self._id.check, "model and firmware (GS I)"),
-            Check("slip", Level.EXTERNAL, self._jobs.check_slip, "print a test slip and confirm the printer is ready"),
+            Check("slip", Level.EXTERNAL, self._check_slip, "print a test slip and confirm the printer is ready"),
         ]
+
+    def _patience(self, ctx: CheckContext) -> float:
+        """How long a self-test check waits for a printer the POS application holds: half
+        of what is left, so the exchange itself still fits (0 for an owner: never busy)."""
+        return ctx.remaining() / 2 if self.share == "guest" else 0.0
+
+    def _check_slip(self, ctx: CheckContext) -> Result:
+        """The test slip; as a guest, in one hold of the printer (status, job, status after),
+        once it is free, and never while the POS application has it open in business hours."""
+        if self.share != "guest":
+            return self._jobs.check_slip(ctx)
+        return self._link.exchange(lambda s: self._guest_slip(s, ctx), retry=False, wait_free=self._patience(ctx))
+
+    def _guest_slip(self, s: Stream, ctx: CheckContext) -> Result:
+        path = s.where.get("path")
+        holders = other_openers(path) if path else []
+        refusal = self.env.quiet_time_refusal() if holders else None
+        if refusal:
+            raise DeviceBusy(f"{self._where} is open in another program (process {holders[0]}) and it is "
+                             f"not the quiet window ({refusal}): the test slip waits for it",
+                             facts={"path": path, "reason": "quiet_window", "holder_pid": holders[0]})
+        return self._jobs.check_slip(ctx)
 
     def print_lines(self, lines: list[str]) -> None:
         """Print plain text lines, feed and cut (for a visit report); see ``JobRunner``."""

@@ -68,6 +68,7 @@ class KeypadDriver(Driver):
     family = "keypad"
     description = "numeric POS keypad (Linux evdev): keys present, stuck keys, interactive key scan"
     schemes = ("evdev", "sim")
+    shares = ("guest",)  # read without a grab; the interactive scan grabs only while it runs
     sim_family = "keypad"
     url_example = "evdev://?name=POS Keypad"
     Options = KeypadOptions

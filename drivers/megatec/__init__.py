@@ -7,8 +7,10 @@ identity (``I``, for the model) are asked once per opened port, each given only
 remembered in the state dir (``megatec_memo``), so a Q1-only unit costs that wait once.
 Replies end at the CR terminator, never on a timeout; a reply that does not parse is a
 protocol error naming the raw line. The port is reached through a ``Link``
-(``drivers/transport/link.py``): it stays open between queries and a stale one is reopened
-once after an I/O error.
+(``drivers/transport/link.py``): as an owner (the default: no POS application talks to the
+UPS line) it stays open between queries and a stale one is reopened once after an I/O
+error; with ``share = "guest"`` (a line another program also polls) every query opens,
+locks, asks and closes, like the printer's guest mode.
 
 Checks: ``status`` (internal); ``battery_test`` (external, only with ``battery_test =
 true``): the Megatec ``T`` 10-second battery test, run only outside business hours
@@ -75,6 +77,7 @@ class MegatecDriver(Driver):
     family = "ups"
     description = "UPS on a serial line speaking Megatec Q1 (most small line-interactive UPSes)"
     schemes = ("serial", "sim")
+    shares = ("owner", "guest")  # no POS application talks to the UPS line (NUT drivers hold theirs)
     url_example = "serial:///dev/ttyS1?baudrate=2400"
     support = "beta"
     codes = CODES
@@ -83,7 +86,7 @@ class MegatecDriver(Driver):
     def __init__(self, device: Any, env: Any) -> None:
         super().__init__(device, env)
         self._link = Link(device.url, where="UPS", lost_errors=LOST_ERRORS, on_close=self._forget_connection,
-                          serial_defaults={"baudrate": 2400})
+                          serial_defaults={"baudrate": 2400}, share=self.share)
         self._rating: mp.Rating | None = None
         self._identity: mp.Identity | None = None
         self._asked_info = False

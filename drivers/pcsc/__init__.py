@@ -77,6 +77,7 @@ class PcscDriver(Driver):
     family = "reader"
     description = "chip-card reader through PC/SC (pcscd): reader, card presence, ATR, SELECT PSE"
     schemes = ("pcsc",)
+    shares = ("guest",)  # pcscd shares the reader (SCARD_SHARE_SHARED)
     url_example = "pcsc://?reader=ACS"
     Options = PcscOptions
     codes = CODES

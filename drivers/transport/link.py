@@ -20,23 +20,33 @@ What every byte-stream driver needs from its connection, written once:
   called whenever the link lets go of its stream: what one connection told (a printer's
   GS I, a UPS's rating) may not hold for the next.
 
-The policy of holding the stream: ``hold=True`` keeps it open between exchanges (``share
-= "owner"``: posagent alone on the device). ``hold=False`` closes it after every
-(outermost) exchange, open-exchange-close, for a device shared with another program
-(``share = "guest"``); the guest's locking (UUCP lock files, flock, TIOCEXCL: locks.py)
-is not wired in yet, and no driver uses ``hold=False`` today.
+How the device is shared (``share``, config/sharing.py) sets the policy of holding it:
+
+- ``"owner"`` / ``"proxy"``: the stream stays open between exchanges (posagent alone on
+  the device, or serving the POS application itself);
+- ``"guest"``: the POS application owns the device. Every (outermost) exchange opens,
+  exchanges and closes: no fd, socket or USB interface is held in between. The opener is
+  told (``share="guest"``): a serial port is opened honouring and taking the UUCP lock
+  file and flock, with the line left as its user set it (serialguest.py); a simulator is
+  kept running between opens (``keep``). A device another program holds raises
+  DeviceBusy, which no table remaps. On TCP, where a printer serving the POS
+  application's connection leaves ours waiting in its backlog, a guest exchange that got
+  no byte back before its deadline is DeviceBusy (``serving_another``) rather than
+  silence. ``exchange(fn, wait_free=s)`` waits up to s seconds for a busy device to
+  become free (a self-test check); a status query never waits.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from posagent.config.urls import DeviceURL
-from posagent.core.errors import DeviceError, DeviceIOError, DeviceNotFound
+from posagent.core.errors import DeviceBusy, DeviceError, DeviceIOError, DeviceNotFound, DeviceTimeout
 from posagent.drivers import transport
 
 log = logging.getLogger(__name__)
@@ -63,18 +73,27 @@ class Link:
     """The stream to one device, opened on first use and shared under one lock."""
 
     def __init__(self, url: DeviceURL | None, *, where: str = "", open_errors: ErrorTable | None = None,
-                 lost_errors: ErrorTable | None = None, hold: bool = True,
+                 lost_errors: ErrorTable | None = None, share: str = "owner",
                  on_close: Callable[[], None] | None = None, **open_kw: Any) -> None:
         self.url = url
         self.where = where
-        self.hold = hold
+        self.share = share
+        self.hold = share != "guest"
         self.lock = threading.RLock()
         self._open_errors = dict(open_errors or {})
         self._lost_errors = dict(lost_errors or {})
         self._on_close = on_close
-        self._open_kw = open_kw
+        self._keep: dict[str, Any] = {}  # what the opener keeps between a guest's opens
+        self._open_kw = {**open_kw, "share": share}
+        if not self.hold:
+            self._open_kw["keep"] = self._keep
         self._stream: Any = None
         self._depth = 0  # exchanges in progress, under the lock (nested ones share the stream)
+        self._closing = threading.Event()  # close() ends a wait for a busy device
+        #: Seconds the device was held open by exchanges, and how many (guest figures).
+        self.held_s = 0.0
+        self.opens = 0
+        self._opened_at = 0.0
         if url is not None:
             transport.prepare(url)  # the opener is looked up here, not in a device's thread
 
@@ -90,9 +109,10 @@ class Link:
                 self._stream = self._connect()
             return self._stream
 
-    def exchange(self, fn: Callable[[Any], T], *, retry: bool = True) -> T:
+    def exchange(self, fn: Callable[[Any], T], *, retry: bool = True, wait_free: float = 0.0) -> T:
         """``fn(stream)`` under the lock; after an I/O error on a stream that had been open
-        since an earlier exchange, once more on a fresh one (unless ``retry`` is False)."""
+        since an earlier exchange, once more on a fresh one (unless ``retry`` is False).
+        ``wait_free``: seconds to wait for a device another program holds (DeviceBusy)."""
         with self.lock:
             self._depth += 1
             try:
@@ -100,9 +120,16 @@ class Link:
                     stream = self._stream
                     fresh = stream is None
                     if fresh:
-                        stream = self._stream = self._connect()
+                        stream = self._stream = self._connect_when_free(wait_free)
                     try:
                         return fn(stream)
+                    except DeviceTimeout as e:
+                        answered = getattr(stream, "bytes_in", 1) != 0
+                        if self.hold or answered or "host" not in getattr(stream, "where", {}):
+                            raise
+                        raise DeviceBusy(f"{self.where or self.url}: no answer on a new connection; the device "
+                                         "is serving another connection (or hangs)",
+                                         facts={**stream.where, "reason": "serving_another"}) from e
                     except DeviceIOError as e:
                         self._drop()
                         if fresh or not retry:
@@ -115,7 +142,7 @@ class Link:
             finally:
                 self._depth -= 1
                 if not self.hold and self._depth == 0:
-                    self._drop()
+                    self._drop(routine=True)
 
     def reset(self) -> None:
         """Close the stream now; the next exchange opens a fresh one."""
@@ -123,11 +150,17 @@ class Link:
             self._drop()
 
     def close(self, wait: float = 2.0) -> None:
-        """Close the stream; waits up to ``wait`` seconds for an exchange in progress (a hung
-        check may hold the lock), then closes anyway. Never raises."""
+        """Close the stream (and stop what a guest's opener kept running); waits up to
+        ``wait`` seconds for an exchange in progress (a hung check may hold the lock), then
+        closes anyway. Never raises."""
+        self._closing.set()
         got = self.lock.acquire(timeout=wait) if wait > 0 else self.lock.acquire(blocking=False)
         try:
             self._drop()
+            kept = list(self._keep.values())
+            self._keep.clear()
+            for thing in kept:
+                thing.stop()
         except Exception as e:  # closing must never raise
             log.debug("closing %s: %s", self.where or self.url, e)
         finally:
@@ -135,21 +168,46 @@ class Link:
                 self.lock.release()
 
     # -- inside ------------------------------------------------------------------
+    def _connect_when_free(self, wait_free: float) -> Any:
+        """``_connect``, retried while the device is busy for up to ``wait_free`` seconds.
+        A lock file or flock gives no signal when it is released, so this asks again at a
+        growing interval (50 ms to 0.5 s); ``close()`` ends the wait at once."""
+        deadline = time.monotonic() + wait_free
+        pause = 0.05
+        for _attempt in range(10_000):  # bounded by the deadline long before this count
+            try:
+                return self._connect()
+            except DeviceBusy:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closing.wait(min(pause, left)):
+                    raise
+                pause = min(pause * 2, 0.5)
+        raise AssertionError("unreachable: the deadline ends the wait")
+
     def _connect(self) -> Any:
         if self.url is None:
             code = self._code_for(DeviceNotFound, self._open_errors)
             raise DeviceNotFound(f"{self.where}: no URL configured", code=code, facts={"reason": "no_url"})
         try:
-            return transport.open(self.url, **self._open_kw)
+            stream = transport.open(self.url, **self._open_kw)
+        except DeviceBusy:
+            raise  # not a fault of the device: no driver's table applies
         except DeviceError as e:
             mapped = self._remapped(e, self._open_errors)
             if mapped is None:
                 raise
             raise mapped from e
+        self.opens += 1
+        self._opened_at = time.perf_counter()
+        return stream
 
-    def _drop(self) -> None:
+    def _drop(self, routine: bool = False) -> None:
+        """Let go of the stream. ``routine``: a guest's close after an exchange, which says
+        nothing about the device (``on_close`` is for a link that broke or was reset)."""
         stream, self._stream = self._stream, None
-        if self._on_close is not None:
+        if stream is not None:
+            self.held_s += time.perf_counter() - self._opened_at
+        if self._on_close is not None and not routine:
             self._on_close()
         if stream is not None:
             try:

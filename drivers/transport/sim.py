@@ -19,9 +19,24 @@ from posagent.drivers.simulator import Simulator, make_sim
 
 
 def open_sim(url: DeviceURL, *, kind: str = "stream", sim_knobs: Mapping[str, Any] | None = None,
-             sim_setup: Callable[[Simulator], None] | None = None, **kw: Any) -> Any:
+             sim_setup: Callable[[Simulator], None] | None = None, keep: dict[str, Any] | None = None,
+             **kw: Any) -> Any:
     """Start ``sim://family`` (``sim_knobs`` under the URL's own knobs, ``sim_setup`` run on
-    the simulator before it starts) and open it; ``kw`` goes on to the served URL's opener."""
+    the simulator before it starts) and open it; ``kw`` goes on to the served URL's opener.
+
+    ``keep`` (a Link that opens and closes for every exchange, ``share = "guest"``) is where
+    the running simulator is kept between opens, like a device that stays powered while
+    nobody has its port open; the Link stops it when it closes for good."""
+    if keep is not None and kind == "stream" and url.raw in keep:
+        handle = keep[url.raw]
+        try:
+            stream = transport.open(handle.url, **kw)
+        except DeviceError:
+            handle.stop()  # the simulator went away (drop_after_bytes): start a fresh one
+            del keep[url.raw]
+        else:
+            stream.sim, stream.stops_sim = handle, False
+            return stream
     sim = make_sim(url.host, {**(sim_knobs or {}), **url.params})
     if sim_setup is not None:
         sim_setup(sim)
@@ -38,4 +53,7 @@ def open_sim(url: DeviceURL, *, kind: str = "stream", sim_knobs: Mapping[str, An
         handle.stop()
         raise
     stream.sim = handle
+    if keep is not None:
+        keep[url.raw] = handle
+        stream.stops_sim = False
     return stream

@@ -39,8 +39,10 @@ class ByteStream:
         self._poll = select.poll()
         self._poll.register(fd, _POLL_IN)
         self._closed = False
-        #: The simulator serving this stream, when it was opened from a sim: URL.
+        #: The simulator serving this stream, when it was opened from a sim: URL, and
+        #: whether closing the stream stops it (not when a guest Link keeps it running).
         self.sim: Any = None
+        self.stops_sim = True
         self.bytes_out = 0
         self.bytes_in = 0
 
@@ -160,7 +162,7 @@ class ByteStream:
                 os.close(self.fd)
         except OSError:
             pass
-        if self.sim is not None:
+        if self.sim is not None and self.stops_sim:
             self.sim.stop()
 
     def __enter__(self) -> ByteStream:

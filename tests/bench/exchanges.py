@@ -3,7 +3,10 @@ driver code, and what a user would otherwise pick (pyserial patterns, python-esc
 
 from __future__ import annotations
 
+import fcntl
 import os
+import select
+import termios
 from collections.abc import Callable
 from typing import Any
 
@@ -15,9 +18,12 @@ DLE_EOT_1 = b"\x10\x04\x01"
 Q1 = b"Q1\r"
 
 
-def driver(state_dir: str, name: str, driver_name: str, url: str, options: dict[str, Any] | None = None) -> Driver:
-    """The agent's own driver, built through the real config loader as the daemon builds it."""
-    devices = device_set(state_dir, device_entry(name, driver_name, url, options), source="bench.toml")
+def driver(state_dir: str, name: str, driver_name: str, url: str, options: dict[str, Any] | None = None,
+           share: str = "owner") -> Driver:
+    """The agent's own driver, built through the real config loader as the daemon builds it
+    (as the device's owner unless ``share`` says otherwise: the exchange rows measure the
+    exchange itself, the guest rows the open-lock-exchange-close around it)."""
+    devices = device_set(state_dir, device_entry(name, driver_name, url, options, share=share), source="bench.toml")
     return driver_of(devices, name, Driver)
 
 
@@ -60,6 +66,59 @@ def escpos_library(path: str) -> tuple[dict[str, Callable[[], object]], Callable
     return ({"python-escpos: query_status(DLE EOT 1), default timeout 1 s":
              lambda: p.query_status(RT_STATUS_ONLINE),
              "python-escpos: paper_status(), default timeout 1 s": p.paper_status}, p.close)
+
+
+# -- printer as a guest (share = "guest") ------------------------------------------------
+GUEST_EXCHANGE_LABEL = "agent: guest Link exchange (lock file, open, TIOCGEXCL, flock, termios, DLE EOT 1-4, close)"
+GUEST_LABEL = "agent: EscposDriver.read_status() as a guest (the exchange + decode, grade, state file)"
+
+
+def guest_variants(path: str, url: str, state_dir: str, lock_dir: str) -> dict[str, Callable[[], object]]:
+    """One whole status read of a printer shared with the POS application, against FLOOR:
+    the same system calls written out (open, tcgetattr/tcsetattr clearing HUPCL, flock,
+    four write + poll + read, close), and FLOOR plus the UUCP lock file the agent also
+    takes (write a temporary file, link it into place, unlink both)."""
+    os.environ["POSAGENT_LOCK_DIR"] = lock_dir
+    drv: Any = driver(state_dir, "receipt", "escpos", url + "?baudrate=115200", share="guest")
+    lock_path = os.path.join(lock_dir, "LCK.." + os.path.realpath(path).removeprefix("/dev/").replace("/", "_"))
+    tmp_path = os.path.join(lock_dir, f"LTMP.{os.getpid()}")
+    pid_line = b"%10d\n" % os.getpid()
+
+    def raw(with_lock_file: bool) -> Callable[[], bytes]:
+        def once() -> bytes:
+            if with_lock_file:
+                t = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                os.write(t, pid_line)
+                os.close(t)
+                os.link(tmp_path, lock_path)
+                os.unlink(tmp_path)
+            fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+            attrs = termios.tcgetattr(fd)
+            if attrs[2] & termios.HUPCL:
+                attrs[2] &= ~termios.HUPCL
+                termios.tcsetattr(fd, termios.TCSANOW, attrs)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            out = b""
+            for n in (1, 2, 3, 4):
+                os.write(fd, b"\x10\x04" + bytes((n,)))
+                while len(out) < n:
+                    if not poller.poll(1000):
+                        raise TimeoutError("floor: no reply")
+                    out += os.read(fd, 16)
+            os.close(fd)
+            if with_lock_file:
+                os.unlink(lock_path)
+            return out
+
+        return once
+
+    def exchange() -> list[int]:
+        return drv._link.exchange(lambda s: [drv._query_on(s, n) for n in (1, 2, 3, 4)])  # type: ignore[no-any-return]
+
+    return {"FLOOR": raw(False), "FLOOR + UUCP lock file": raw(True), GUEST_EXCHANGE_LABEL: exchange,
+            GUEST_LABEL: drv.read_status}
 
 
 # -- UPS -------------------------------------------------------------------------------

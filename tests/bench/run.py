@@ -78,6 +78,23 @@ def exchange_rows(quick: bool, state_dir: str) -> list[str]:
     return rows
 
 
+def guest_rows(quick: bool, state_dir: str) -> list[str]:
+    """A whole status read of a printer shared with the POS application (share = "guest")."""
+    from tests.bench import exchanges as ex
+
+    rounds, n = (4, 100) if quick else (10, 500)
+    label = "printer status as a guest, DLE EOT 1-4"
+    # The lock directory on tmpfs, as /run/lock is on Debian and every systemd distribution
+    # (where there is none, the figures include the disk's metadata writes).
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    with SimProcess("sim://escpos") as sim, tempfile.TemporaryDirectory(prefix="posagent-lock-", dir=shm) as lock_dir:
+        variants = [Variant(k, f, n) for k, f in ex.guest_variants(sim.path, sim.url, state_dir, lock_dir).items()]
+        measure(variants, rounds)
+    floor = variants[0]
+    return [f"| {label} | {v.label} | {median_us(v):,.1f} | {p99_us(v):,.1f} | {ratio(v, floor):.2f} |"
+            for v in variants]
+
+
 def _row(label: str, v: Variant, floor: Variant) -> str:
     from tests.bench.exchanges import STATUS_LABEL
 
@@ -153,9 +170,17 @@ def process_rows(quick: bool) -> list[str]:
 def daemon_rows(seconds: float, state_dir: str) -> list[str]:
     from tests.bench.daemon_bench import run_daemon_bench
 
-    d = run_daemon_bench(seconds, state_dir)
-    return [f"| daemon, 5 simulated devices + system, 1 s heartbeat, {d.seconds:.0f} s | posagent run | "
-            f"CPU {d.cpu_pct:.2f} % of one core | | RSS {d.rss_mb:.1f} MB, {d.heartbeats} heartbeats delivered |"]
+    rows = []
+    figures = {}
+    for share in ("owner", "guest"):
+        d = figures[share] = run_daemon_bench(seconds, state_dir, share)
+        rows.append(f"| daemon, 5 simulated devices + system, 1 s heartbeat, {d.seconds:.0f} s | posagent run, "
+                    f"printer and reader share = {share} | CPU {d.cpu_pct:.2f} % of one core | | "
+                    f"RSS {d.rss_mb:.1f} MB, {d.heartbeats} heartbeats delivered |")
+    owner, guest = figures["owner"].cpu_pct, figures["guest"].cpu_pct
+    if owner > 0:
+        rows.append(f"| daemon | CPU as guest / as owner | {guest / owner:.2f} x | | |")
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--daemon-seconds", type=float, help="steady-state duration (default 60, quick 10)")
     ap.add_argument("--no-clean-install", action="store_true",
                     help="run the process figures from this environment instead of a fresh venv")
-    ap.add_argument("--skip", default="", help="comma-separated sections to skip: exchanges,codec,process,daemon")
+    ap.add_argument("--skip", default="", help="comma-separated sections to skip: exchanges,guest,codec,process,daemon")
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     print(f"Machine: {machine()}")
@@ -177,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Note: {use_clean_install(state, str(Path(__file__).resolve().parents[2]))}", flush=True)
         sections: list[tuple[str, Callable[[], list[str]]]] = [
             ("exchanges", lambda: exchange_rows(args.quick, state)),
+            ("guest", lambda: guest_rows(args.quick, state)),
             ("codec", lambda: codec_rows(args.quick)),
             ("process", lambda: process_rows(args.quick)),
             ("daemon", lambda: daemon_rows(args.daemon_seconds or (10.0 if args.quick else 60.0), state)),

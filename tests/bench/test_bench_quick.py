@@ -22,7 +22,9 @@ def test_benchmark_quick_prints_the_table(capsys: pytest.CaptureFixture[str]) ->
     for needle in ("| printer status DLE EOT 1 | FLOOR |", "EscposDriver.query(1)", "MegatecDriver Q1 exchange",
                    "CardReaderDriver echo", "python-escpos: paper_status()", "pyserial naive: read_until",
                    "wire limit at 9600 / 115200", "frame codec", "posagent --version",
-                   "selftest --sim --level external", "daemon, 5 simulated devices"):
+                   "selftest --sim --level external", "daemon, 5 simulated devices",
+                   "| printer status as a guest, DLE EOT 1-4 | FLOOR |", "guest Link exchange",
+                   "share = guest", "share = owner", "CPU as guest / as owner"):
         assert any(needle in row for row in rows), needle
     # Every exchange row carries a ratio to the FLOOR measured in the same run.
     for row in rows:

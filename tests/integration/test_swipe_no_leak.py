@@ -135,7 +135,8 @@ def test_runner_results_and_debug_logs_never_carry_card_data(devices: Any, caplo
 def test_driver_swipe_from_a_test_pushed_card(devices: Any, caplog: Any) -> None:
     """A test acting as the technician: pushes the track bytes itself when prompted."""
     caplog.set_level(logging.DEBUG)
-    ds = devices(reader("r", "sim://card-reader?swipe=none"))
+    # As the owner, the stream (and the simulator behind it) stays open between checks.
+    ds = devices(device_entry("r", "card-reader", "sim://card-reader?swipe=none", share="owner"))
     driver = ds.get("r")
     assert isinstance(driver, CardReaderDriver)
     check = next(c for c in driver.checks() if c.name == "swipe")

@@ -167,7 +167,8 @@ def test_status_poll_never_more_often_than_needed() -> None:
     assert schedule.poll_interval(ScheduleSection(), 60.0) == 10.0  # the default: every 10 s
     assert schedule.poll_interval(ScheduleSection(status_poll=Duration(30.0)), 5.0) == 5.0  # a round per heartbeat
     assert schedule.poll_interval(ScheduleSection(status_poll=Duration(2.0)), 300.0) == 2.0
-    assert schedule.poll_interval(ScheduleSection(status_poll=Duration(0.2)), 300.0) == 1.0  # floor
+    assert schedule.poll_interval(ScheduleSection(status_poll=Duration(0.2)), 300.0) == 0.2
+    assert schedule.poll_interval(ScheduleSection(status_poll=Duration(0.05)), 300.0) == 0.2  # floor
 
 
 def test_status_poll_is_a_checked_schedule_key(tmp_path: Path) -> None:
@@ -177,8 +178,9 @@ def test_status_poll_is_a_checked_schedule_key(tmp_path: Path) -> None:
     cfg = validate({"schedule": {"status_poll": "15s"}}, str(tmp_path / "c.toml"))
     assert cfg.schedule.status_poll == 15.0
     assert validate({}, str(tmp_path / "c.toml")).schedule.status_poll == 10.0
+    assert validate({"schedule": {"status_poll": "200ms"}}, str(tmp_path / "c.toml")).schedule.status_poll == 0.2
     with pytest.raises(ConfigError) as e:
-        validate({"schedule": {"status_poll": "500ms"}}, str(tmp_path / "c.toml"))
+        validate({"schedule": {"status_poll": "100ms"}}, str(tmp_path / "c.toml"))
     assert "schedule.status_poll" in str(e.value.problems)
 
 
