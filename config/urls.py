@@ -13,16 +13,33 @@
 
 A scheme a third-party transport registers (entry-point group ``posagent.transports``)
 parses too: host, port, path, user and query as the URL gives them, checked by its opener.
+
+**User and password** (``nut://user:password@host/ups``). The canonical form is
+percent-encoded: a character of the password other than letters, digits and ``-._~`` may
+be written ``%XX`` (``urllib.parse.quote(password, safe="")`` gives it), and ``%XX`` in the
+user and password is always decoded, so a ``%`` of the password itself must be written
+``%25``. Other characters work as written too: the userinfo runs from ``//`` to the *last*
+``@`` of the URL, so ``@``, ``:``, ``/``, ``?`` and ``#`` may appear in the password
+(``nut://mon:pa#ss@host/ups``); the user name runs to the first ``:`` and holds none of
+``/?#`` (an ``@`` after a path or query of a URL without a user, ``sim://x?k=a@b``, is not
+a user). A URL longer than ``MAX_URL`` characters, or with a control or format character
+(newline, ESC, NUL...), is refused. ``DeviceURL.redacted()`` rebuilds the URL from its
+parts with the password as ``***``; errors quote only that form.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import urllib.parse
 from dataclasses import dataclass, field
 
 from posagent.core.i18n import _, did_you_mean
 from posagent.core.registry import SIMS, TRANSPORTS, available, load_plugin
+from posagent.core.values import control_char
+
+#: The longest URL accepted (device URLs and the upstream URL).
+MAX_URL = 2048
 
 SCHEMES = ("serial", "tcp", "usb", "evdev", "nut", "pcsc", "https", "http", "sim")
 
@@ -43,7 +60,10 @@ _BAUDS = {50, 75, 110, 134, 150, 200, 300, 600, 1200, 1800, 2400, 4800, 9600, 19
 
 @dataclass(frozen=True)
 class DeviceURL:
-    """A parsed device URL. ``params`` holds the query (single values, typed for serial)."""
+    """A parsed device URL. ``params`` holds the query (single values, typed for serial).
+
+    ``username`` and ``password`` are decoded (``%40`` -> ``@``); ``location`` is the URL
+    without its userinfo (``nut://127.0.0.1/ups`` of ``nut://mon:pw@127.0.0.1/ups``)."""
 
     raw: str
     scheme: str
@@ -53,18 +73,59 @@ class DeviceURL:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     params: dict[str, object] = field(default_factory=dict)
+    location: str = field(default="", repr=False)
 
     def redacted(self) -> str:
-        """The URL with any password masked, for logs and reports."""
-        if self.password is None:
+        """The URL for logs and reports: rebuilt from its parts, the password as ``***``."""
+        if self.username is None and self.password is None:
             return self.raw
-        return re.sub(r"(//[^/:@]*):[^@/]*@", r"\1:***@", self.raw, count=1)
+        user = urllib.parse.quote(self.username or "", safe="")
+        userinfo = f"{user}:***" if self.password is not None else user
+        rest = self.location.split("//", 1)[1] if "//" in self.location else self._place()
+        return f"{self.scheme}://{userinfo}@{rest}"
+
+    def _place(self) -> str:
+        """host[:port]/path?query from the parsed parts (a DeviceURL made without ``location``)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = f":{self.port}" if self.port is not None else ""
+        path = self.path if not self.path or self.path.startswith("/") else "/" + self.path
+        query = urllib.parse.urlencode({k: str(v) for k, v in self.params.items()})
+        return f"{host}{port}{path}" + (f"?{query}" if query else "")
 
     def __str__(self) -> str:
         return self.redacted()
 
     def __repr__(self) -> str:
         return f"DeviceURL({self.redacted()!r})"
+
+
+def split_userinfo(raw: str) -> tuple[str | None, str]:
+    """(userinfo or None, the URL without it) by the rule in this module's docstring: from
+    ``//`` to the last ``@``, when the user name (up to the first ``:``) holds no ``/?#``."""
+    scheme, colon, rest = raw.partition(":")
+    if not colon or not rest.startswith("//"):
+        return None, raw
+    authority_on = rest[2:]
+    userinfo, at, after = authority_on.rpartition("@")
+    if not at:
+        return None, raw
+    user = userinfo.partition(":")[0]
+    if any(c in user for c in "/?#"):
+        return None, raw
+    return userinfo, f"{scheme}://{after}"
+
+
+def redact_url(text: str) -> str:
+    """Any URL (the upstream's, a redirect's Location) for a log line or message: the
+    userinfo and the query string masked (``https://***@host/path?***``), never parsed
+    beyond that, so it works on malformed text too."""
+    userinfo, rest = split_userinfo(text)
+    head, sep, _tail = rest.partition("?")
+    head, hash_sep, _frag = head.partition("#")
+    if userinfo is not None:
+        scheme, _c, place = head.partition("://")
+        head = f"{scheme}://***@{place}"
+    return head + ("?***" if sep else "#***" if hash_sep else "")
 
 
 def _bool(v: str) -> bool:
@@ -86,30 +147,40 @@ def _query(parsed: urllib.parse.SplitResult) -> dict[str, str]:
 
 
 def parse_url(raw: str) -> DeviceURL:
-    """Parse and validate a device URL; raises ValueError naming what is wrong and the fix."""
+    """Parse and validate a device URL; raises ValueError naming what is wrong and the fix.
+
+    The parsers of the schemes see the URL without its userinfo; what they quote in an
+    error is the redacted URL, so a password never reaches a terminal or the journal."""
     if not isinstance(raw, str) or not raw.strip():
         raise ValueError(_("a device URL is required, e.g. {example}").format(example="serial:///dev/ttyS0?baudrate=9600"))
+    if len(raw) > MAX_URL:
+        raise ValueError(_("the URL is {length} characters long; at most {limit} are accepted").format(
+            length=len(raw), limit=MAX_URL))
+    bad = control_char(raw)
+    if bad is not None:
+        raise ValueError(_("the URL holds the control character {char}; write it as %XX or remove it").format(
+            char=bad))
     raw = raw.strip()
     m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):", raw)
     if not m:
         raise ValueError(_("'{url}' has no scheme; write it like {example}").format(
-            url=raw, example="serial:///dev/ttyS0 or tcp://host:9100"))
+            url=redact_url(raw), example="serial:///dev/ttyS0 or tcp://host:9100"))
     scheme = m.group(1).lower()
     if scheme not in SCHEMES and scheme not in available(TRANSPORTS):
         raise ValueError(_("unknown URL scheme '{scheme}' ({suggestion})").format(
             scheme=scheme, suggestion=did_you_mean(scheme, SCHEMES)))
-    parsed = urllib.parse.urlsplit(raw)
-    try:
-        return _PARSERS.get(scheme, _plugin)(raw, parsed, _query(parsed))
-    except ValueError as e:
-        # Errors quote the URL; a password in it must not reach a terminal or the journal.
-        secret = parsed.password
-        if not secret:
-            raise
-        message = str(e)
-        for form in {secret, urllib.parse.unquote(secret)}:
-            message = message.replace(form, "***")
-        raise ValueError(message) from None
+    userinfo, location = split_userinfo(raw)
+    user = password = None
+    shown = raw
+    if userinfo is not None:
+        name, colon, secret = userinfo.partition(":")
+        user = urllib.parse.unquote(name) or None
+        password = urllib.parse.unquote(secret) if colon and secret else None
+        shown = DeviceURL(raw, scheme, username=user, password=password, location=location).redacted()
+    parsed = urllib.parse.urlsplit(location)
+    # the scheme's parser gets the redacted URL as the text to quote, never the password
+    url = _PARSERS.get(scheme, _plugin)(shown, parsed, _query(parsed))
+    return dataclasses.replace(url, raw=raw, username=user, password=password, location=location)
 
 
 def _serial(raw: str, p: urllib.parse.SplitResult, q: dict[str, str]) -> DeviceURL:
@@ -201,9 +272,7 @@ def _nut(raw: str, p: urllib.parse.SplitResult, q: dict[str, str]) -> DeviceURL:
     if not ups or "/" in ups:
         raise ValueError(_("'{url}': name the UPS after the host, e.g. {example}").format(
             url=raw, example="nut://127.0.0.1:3493/ups"))
-    user = urllib.parse.unquote(p.username) if p.username else None
-    pw = urllib.parse.unquote(p.password) if p.password else None
-    return DeviceURL(raw, "nut", host=host, port=port, path=ups, username=user, password=pw, params=dict(q))
+    return DeviceURL(raw, "nut", host=host, port=port, path=ups, params=dict(q))
 
 
 def _pcsc(raw: str, p: urllib.parse.SplitResult, q: dict[str, str]) -> DeviceURL:
@@ -228,10 +297,7 @@ def _plugin(raw: str, p: urllib.parse.SplitResult, q: dict[str, str]) -> DeviceU
         port = p.port
     except ValueError as e:
         raise ValueError(_("'{url}': the port is not a number between 1 and 65535").format(url=raw)) from e
-    user = urllib.parse.unquote(p.username) if p.username else None
-    pw = urllib.parse.unquote(p.password) if p.password else None
-    return DeviceURL(raw, p.scheme, host=p.hostname or "", port=port, path=p.path, username=user, password=pw,
-                     params=dict(q))
+    return DeviceURL(raw, p.scheme, host=p.hostname or "", port=port, path=p.path, params=dict(q))
 
 
 _PARSERS = {

@@ -10,6 +10,7 @@ from typing import Any, TextIO
 
 from posagent.core.base import Result, Status
 from posagent.core.i18n import N_, _
+from posagent.core.status import worst as worst_of
 from posagent.selftest.hints import hint
 from posagent.selftest.messages import display_message
 from posagent.selftest.runner import Report
@@ -96,7 +97,7 @@ def render_table(rows: Sequence[tuple[str, str, Result] | tuple[str, str, Result
 
 def summary_line(statuses: list[Status]) -> str:
     counts = {s: statuses.count(s) for s in Status}
-    worst = max(statuses, default=Status.UNKNOWN)
+    worst = worst_of(statuses)
     parts = [_("{count} {status}").format(count=counts[s], status=status_word(s).lower())
              for s in Status if counts[s]]
     return _("{worst}: {counts}").format(worst=status_word(worst), counts=_(", ").join(parts))

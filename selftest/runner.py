@@ -22,6 +22,7 @@ from typing import Any
 
 from posagent.core.base import Check, CheckContext, Driver, Level, Result, Status
 from posagent.core.errors import DeviceError
+from posagent.core.status import worst
 from posagent.selftest.devices import Broken, DeviceSet
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class Report:
 
     @property
     def status(self) -> Status:
-        return max((c.result.status for c in self.checks), default=Status.UNKNOWN)
+        return worst(c.result.status for c in self.checks)
 
 
 Progress = Callable[[str, CheckRecord | None, int, int], None]

@@ -18,6 +18,7 @@ from typing import Any
 from posagent.core.base import Status
 from posagent.core.i18n import _, language
 from posagent.core.statefile import write_atomic
+from posagent.core.status import worst
 from posagent.core.version import __version__
 from posagent.selftest.hints import hint
 from posagent.selftest.messages import display_message
@@ -61,7 +62,7 @@ def _by_device(report: Report) -> list[tuple[str, list[CheckRecord]]]:
 
 
 def _worst(checks: list[CheckRecord]) -> Status:
-    return max((c.result.status for c in checks), default=Status.UNKNOWN)
+    return worst(c.result.status for c in checks)
 
 
 def _cells(c: CheckRecord) -> list[str]:

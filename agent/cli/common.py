@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
-import os
+import shutil
 import sys
 import tempfile
 
@@ -12,6 +13,7 @@ from posagent.config import Config, load_config, resolve_path, sim_config_path
 from posagent.config.errors import did_you_mean
 from posagent.core.base import Level, Status
 from posagent.core.i18n import _, detect_language, set_language
+from posagent.core.status import worst
 
 
 class UsageError(Exception):
@@ -29,21 +31,38 @@ def add_common(p: argparse.ArgumentParser, *, sim: bool = True, json: bool = Tru
     if sim:
         p.add_argument("--sim", action="store_true",
                        help="use the built-in simulated terminal instead of the config's devices")
+        p.add_argument("--state-dir", metavar="DIR",
+                       help="with --sim: keep the simulated terminal's state (history, counters) here "
+                            "(default: a temporary directory of this run, removed at exit)")
     if json:
-        p.add_argument("--json", action="store_true", help="print one JSON object for machines")
+        p.add_argument("--json", action="store_true", help="print one JSON object for machines (= --format json)")
+        p.add_argument("--format", choices=["table", "json", "nagios"], default="table",
+                       help="table (default), json, or nagios: one line with perfdata for monitoring systems "
+                            "(Nagios, Icinga, Zabbix), exit 0/1/2/3")
     if lang:
         p.add_argument("--lang", choices=["en", "zh-CN"], help="language of the table and messages")
     p.add_argument("--only", metavar="NAMES", help="comma-separated device names")
 
 
-def sim_state_dir() -> str:
-    return os.path.join(tempfile.gettempdir(), f"posagent-sim-{os.getuid()}")
+def output_format(args: argparse.Namespace) -> str:
+    """table, json or nagios (``--json`` is ``--format json``)."""
+    return "json" if getattr(args, "json", False) else str(getattr(args, "format", "table"))
+
+
+def sim_state_dir(given: str | None = None) -> str:
+    """The simulated terminal's state dir: ``--state-dir``, else a directory of this run
+    alone (removed at exit), so two checkouts or two users never share one."""
+    if given:
+        return given
+    path = tempfile.mkdtemp(prefix="posagent-sim-")
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 def load(args: argparse.Namespace) -> Config:
     if getattr(args, "sim", False):
         path = args.config or sim_config_path()
-        return load_config(path, state_dir_override=sim_state_dir())
+        return load_config(path, state_dir_override=sim_state_dir(getattr(args, "state_dir", None)))
     return load_config(resolve_path(args.config))
 
 
@@ -93,4 +112,4 @@ def parse_level(text: str) -> Level:
 
 def exit_code(statuses: list[Status]) -> int:
     """0/1/2/3 by worst result; no results at all is unknown."""
-    return int(max(statuses, default=Status.UNKNOWN))
+    return int(worst(statuses))

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from posagent.cli.common import add_common, load_selected
 from posagent.config.model import Config
+from posagent.config.urls import redact_url
 from posagent.fleet import messages
 from posagent.fleet.delivery import deliver
 from posagent.fleet.outbox import Outbox, OutboxError
@@ -149,8 +150,8 @@ def _commit_and_send(config: Config, outbox: Outbox, upstream: Upstream | None, 
         upstream.close()
     left = outbox.stats().backlog
     refused = f"; {rejected} rejected by the upstream (recorded, not retried)" if rejected else ""
-    print(f"posagent: delivered {sent} report(s) to {config.upstream.url}{refused}; {left} waiting in the outbox",
-          file=sys.stderr)
+    print(f"posagent: delivered {sent} report(s) to {redact_url(config.upstream.url)}{refused}; "
+          f"{left} waiting in the outbox", file=sys.stderr)
     if rejected and not drain:
         return EX_DATAERR
     return 0 if not drain or left == 0 else EX_TEMPFAIL

@@ -8,10 +8,20 @@ import getpass
 import json
 import sys
 
-from posagent.cli.common import UsageError, add_common, exit_code, load, only_names, parse_level, setup_language
+from posagent.cli.common import (
+    UsageError,
+    add_common,
+    exit_code,
+    load,
+    only_names,
+    output_format,
+    parse_level,
+    setup_language,
+)
 from posagent.core.i18n import _, language
 from posagent.fleet.history import record_selftest
 from posagent.fleet.visit import visit_outputs
+from posagent.selftest import nagios
 from posagent.selftest.devices import DeviceSet
 from posagent.selftest.render import ProgressLine, render_table, report_json, summary_line
 from posagent.selftest.runner import Runner
@@ -38,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     only = only_names(args, config)
     if getattr(args, "report", None):
         _check_report_path(args.report)
-    progress = None if args.json else ProgressLine()
+    fmt = output_format(args)
+    progress = None if fmt != "table" else ProgressLine()
     with DeviceSet(config) as devices:
         runner = Runner(devices, progress=progress, prompt=_prompt, say=_say, lang=language())
         report = runner.selftest(level, only)
@@ -46,7 +57,10 @@ def run(args: argparse.Namespace) -> int:
         progress.clear()
     report = dataclasses.replace(report, technician=args.technician or _login_name())
     recorded = record_selftest(config, report)  # False when the history store could not keep it
-    if args.json:
+    if fmt == "nagios":
+        text, _code = nagios.render([(f"{c.device}.{c.name}", c.result) for c in report.checks], "checks")
+        sys.stdout.write(text)
+    elif fmt == "json":
         json.dump(report_json(report), sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
     else:

@@ -6,9 +6,10 @@ import argparse
 import json
 import sys
 
-from posagent.cli.common import add_common, exit_code, load, only_names, setup_language
-from posagent.core.base import Status
+from posagent.cli.common import add_common, exit_code, load, only_names, output_format, setup_language
 from posagent.core.i18n import _
+from posagent.core.status import worst
+from posagent.selftest import nagios
 from posagent.selftest.devices import DeviceSet
 from posagent.selftest.render import device_json, render_table, summary_line
 from posagent.selftest.runner import Runner
@@ -24,9 +25,14 @@ def run(args: argparse.Namespace) -> int:
     with DeviceSet(config) as devices:
         results = Runner(devices).status(only_names(args, config))
     statuses = [r.status for _d, r in results.values()]
-    if args.json:
+    fmt = output_format(args)
+    if fmt == "nagios":
+        text, code = nagios.render([(name, r) for name, (_drv, r) in results.items()], "devices")
+        sys.stdout.write(text)
+        return code
+    if fmt == "json":
         out = {"terminal_id": config.agent.terminal_id,
-               "status": max(statuses, default=Status.UNKNOWN).label,
+               "status": worst(statuses).label,
                "devices": {name: device_json(drv, r) for name, (drv, r) in results.items()}}
         json.dump(out, sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")

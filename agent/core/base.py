@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import importlib.util
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -209,6 +210,13 @@ class Driver:
     #: holds nothing between exchanges), "proxy" (posagent owns it and serves the POS
     #: application), "owner" (posagent alone).
     shares: ClassVar[tuple[str, ...]] = ("owner",)
+    #: Python modules this driver needs, per URL scheme ("*": whatever the URL): scheme ->
+    #: (module, package, how to install it). ``check_environment`` and ``posagent drivers``
+    #: read it.
+    needs: ClassVar[Mapping[str, tuple[str, str, str]]] = {}
+    #: Whether this device's faults are seen by a whole fleet at once (the acquirer host
+    #: every terminal probes): their events wait a random part of ``event_spread``.
+    fleet_wide: ClassVar[bool] = False
 
     def __init__(self, device: DeviceSpec, env: DriverEnv) -> None:
         self.device = device
@@ -225,9 +233,20 @@ class Driver:
         mode = getattr(getattr(self.device, "sharing", None), "mode", None)
         return mode if isinstance(mode, str) and mode in self.shares else self.shares[0]
 
-    def check_environment(self) -> str | None:
-        """One sentence naming what is missing to use this driver here, or None."""
+    @classmethod
+    def missing(cls, scheme: str = "*") -> Missing | None:
+        """What of ``needs`` is not installed for URLs of ``scheme`` ("*": for every URL)."""
+        for key in dict.fromkeys(("*", scheme)):
+            need = cls.needs.get(key)
+            if need is not None and importlib.util.find_spec(need[0]) is None:
+                return Missing(need[1], need[2])
         return None
+
+    def check_environment(self) -> str | None:
+        """One sentence naming what is missing to use this driver here, or None (default:
+        the ``needs`` of this device's URL scheme)."""
+        url = self.device.url
+        return self.missing(url.scheme if url is not None else "*")
 
     def status(self) -> Result:
         raise NotImplementedError(f"driver {self.name} has no status()")

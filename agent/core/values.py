@@ -1,13 +1,19 @@
-"""Typed value parsers for config: durations, times of day, hour ranges, dates.
+"""Typed value parsers for config: durations, times of day, hour ranges, dates; and the
+limits a value must keep (``Range``, ``control_char``, ``shown``).
 
 Each parser takes the raw TOML value and returns the typed value or raises ValueError
-with a message that says what form is expected.
+with a message that says what form is expected. A parser checks the form only: the range
+a number must be in is the field's (a ``Range`` next to it, read by the config's
+``build()``), so ``parse_duration(float("nan"))`` is NaN and the field refuses it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
+import reprlib
+import unicodedata
 from dataclasses import dataclass
 from typing import NewType
 
@@ -26,13 +32,18 @@ _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 def parse_duration(value: object) -> Duration:
-    """'60s' -> 60.0; numbers are seconds."""
+    """'60s' -> 60.0; numbers are seconds. Raises FormError only; a number too large for a
+    float (an integer of 400 digits) is infinite, and NaN stays NaN: the field's range
+    refuses both."""
     if isinstance(value, bool):
         raise FormError(_('expected a duration like "60s" or "30m", got {value}').format(value=_("a boolean")))
     if isinstance(value, int | float):
         if value < 0:
             raise FormError(_("a duration cannot be negative"))
-        return Duration(float(value))
+        try:
+            return Duration(float(value))
+        except OverflowError:  # int too large to convert to float
+            return Duration(math.inf)
     if not isinstance(value, str):
         raise FormError(_('expected a duration like "60s" or "30m", got {value}').format(value=type(value).__name__))
     m = _DURATION.match(value)
@@ -91,3 +102,66 @@ def parse_date(value: object) -> dt.date:
         except ValueError:
             pass
     raise FormError(_('expected a date like "2027-02-06", got {value}').format(value=repr(value)))
+
+
+# -- limits -----------------------------------------------------------------------------
+#: The longest duration any config field accepts when its own range says nothing tighter.
+MAX_DURATION = 366 * 86400.0
+#: The largest magnitude of a number any config field accepts without a range of its own.
+MAX_NUMBER = 1e15
+
+
+def format_seconds(seconds: float) -> str:
+    """60 -> "60s", 0.2 -> "200ms", 86400 -> "1d": the way a config writes a duration."""
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if seconds >= size and (seconds / size).is_integer():
+            return f"{seconds / size:g}{unit}"
+    if 0 < seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    return f"{seconds:g}s"
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a number or duration accepts: finite, ``lo`` to ``hi`` (``lo`` itself
+    excluded when ``above``). Config fields carry one in their metadata (config/model.py)."""
+
+    lo: float
+    hi: float
+    above: bool = False
+
+    def contains(self, value: float) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        return (value > self.lo if self.above else value >= self.lo) and value <= self.hi
+
+    def describe(self, duration: bool) -> str:
+        """The rule in words: "must be between 1s and 1d"."""
+        show = format_seconds if duration else (lambda v: f"{v:g}")
+        if self.above:
+            return _("must be more than {lo} and at most {hi}").format(lo=show(self.lo), hi=show(self.hi))
+        return _("must be between {lo} and {hi}").format(lo=show(self.lo), hi=show(self.hi))
+
+
+def control_char(text: str) -> str | None:
+    """The first control or format character of ``text`` (Unicode categories Cc and Cf:
+    newline, ESC, NUL, bidi overrides...) as "U+001B", or None when there is none."""
+    for ch in text:
+        if unicodedata.category(ch) in ("Cc", "Cf"):
+            return f"U+{ord(ch):04X}"
+    return None
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """A value quoted in a message: its repr (control characters escaped), nested lists and
+    tables abridged (an array nested 5000 deep is ``[[[[...]]]]``), cut at ``limit``."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**limit:
+        return _("a number of more than {digits} digits").format(digits=limit)
+    abridged = reprlib.Repr()
+    abridged.maxlevel, abridged.maxlist, abridged.maxdict = 3, 4, 4
+    abridged.maxstring = abridged.maxother = abridged.maxlong = limit
+    try:
+        text = abridged.repr(value)
+    except (RecursionError, ValueError):  # ValueError: an int of more than 4300 digits inside a list
+        text = type(value).__name__
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -15,7 +15,11 @@ The loop pings the systemd watchdog while it is alive and no job is wedged, and 
 SIGTERM (graceful stop, exit 0) and SIGHUP (reload: ``posagent.daemon.reload`` loads the new
 config and closes the old devices in a thread while the loop goes on, then the services are
 built again and swapped in; a bad new config is logged and the old one kept). After a
-system boot, heartbeats, the outbox backlog and a catch-up self-test wait ``startup_jitter``.
+start (a boot or a restart), heartbeats, the outbox backlog and a catch-up self-test wait a
+random part of ``startup_jitter``. Heartbeats fall on this terminal's phase
+(``posagent.fleet.phase``: wall-clock instants ``k * interval + offset(terminal id)``), kept
+across restarts, reloads and clock steps. Events of faults a whole fleet sees at once (the
+acquirer unreachable) wait a random part of ``event_spread``, or go with the next heartbeat.
 Every wait is an Event wait.
 """
 
@@ -39,7 +43,7 @@ from posagent.daemon.jobs import Job, selftest_bound, status_bound
 from posagent.daemon.reload import Reload
 from posagent.daemon.sdnotify import Notifier
 from posagent.daemon.services import STOP_GRACE, Env, Services, StartupHold, build, close_devices
-from posagent.fleet import schedule
+from posagent.fleet import phase, schedule
 from posagent.fleet.changes import Change, ChangeTracker
 from posagent.fleet.delivery import DeliveryPolicy
 from posagent.fleet.messages import AgentState, DeviceResults
@@ -72,8 +76,10 @@ class Daemon:
         self.clock = clock
         self.state = AgentState(started_at=clock().replace(microsecond=0))
         self._wake = threading.Event()
-        self._hold = StartupHold(booted, rng or random.Random())
+        self._rng = rng or random.Random()
+        self._hold = StartupHold(booted, self._rng)
         self._notices: queue.SimpleQueue[tuple[str, str, Result]] = queue.SimpleQueue()
+        self._spread_events: list[tuple[float, Change]] = []  # (monotonic due time, change)
         self._env = Env(self.notifier, self.state, self._wake.set, self._hold, delivery_policy, self._notice)
         self._reload = Reload(reload, self.notifier)
         self.services: Services | None = None
@@ -113,7 +119,8 @@ class Daemon:
                 log.error("%s (is the state dir writable by this user?)", e)
                 return EX_CANTCREAT
             cfg = self.config
-            self._next_hb = self._next_poll = self._hold.until
+            self._next_poll = self._hold.until
+            self._next_hb = self._phase_deadline(self._hold.until)
             self._plan_selftest()
             devices = len(self.services.devices.names())
             self.notifier.ready(status=f"started; {devices} devices")
@@ -152,6 +159,7 @@ class Daemon:
                 continue
             for change in self.changes.due(now):
                 self._report_event(change)
+            self._report_spread_events(now)
             self._report_notices()
             self._schedule(now)
             deadlines = []
@@ -170,6 +178,7 @@ class Daemon:
             trailing = self.changes.next_deadline()
             if trailing is not None:
                 deadlines.append(trailing)
+            deadlines += [at for at, _change in self._spread_events]
             timeout = min(deadlines, default=now + WALL_RECHECK) - time.monotonic()
             self._wake.wait(max(0.0, min(timeout, WALL_RECHECK)))
 
@@ -184,8 +193,11 @@ class Daemon:
         self.changes.reset(float(new.schedule.event_dedupe))
         self._latest = None
         self._plan_selftest()
-        now = time.monotonic()  # a heartbeat at once shows the new config took (after any startup hold)
-        self._next_hb = self._next_poll = max(now, self._hold.until)
+        # The devices are polled at once; the heartbeat keeps this terminal's phase (a
+        # fleet-wide reload must not make every terminal beat in the same second).
+        now = time.monotonic()
+        self._next_poll = max(now, self._hold.until)
+        self._next_hb = self._phase_deadline(self._next_poll)
         log.info("config reloaded from %s", new.path)
         self.notifier.ready(status="config reloaded")
 
@@ -195,7 +207,7 @@ class Daemon:
         first_seen = schedule.mark_first_seen(cfg.agent.state_dir, now)
         last_run, _ = schedule.load_runs(cfg.agent.state_dir)
         plan = schedule.plan_selftest(now, cfg.schedule, cfg.agent.terminal_id, last_run, first_seen)
-        self._plan = schedule.hold_back(plan, now + dt.timedelta(seconds=self._hold.left()))
+        self._plan = schedule.hold_back(plan, now + dt.timedelta(seconds=self._hold.left()), cfg.schedule, self._rng)
         log.info("next self-test %s at %s", self._plan.trigger, self._plan.at.isoformat(timespec="seconds"))
 
     def _poll_interval(self) -> float:
@@ -224,7 +236,19 @@ class Daemon:
             self._start_selftest(self._plan, wall)
 
     def _advance_heartbeat(self, now: float) -> None:
-        self._next_hb = max(self._next_hb + float(self.config.agent.heartbeat_interval), now + 0.5)
+        interval = float(self.config.agent.heartbeat_interval)
+        self._next_hb = self._phase_deadline(now + min(0.5, interval / 2))
+
+    def _phase_deadline(self, not_before: float) -> float:
+        """The monotonic time of this terminal's first heartbeat instant at or after
+        ``not_before`` (monotonic): the instants are ``k * interval + offset(terminal id)``
+        on the wall clock (fleet/phase.py), read afresh each time, so a restart, a reload
+        or a clock step keeps the phase."""
+        interval = float(self.config.agent.heartbeat_interval)
+        offset = phase.heartbeat_offset(self.config.agent.terminal_id, interval)
+        mono, wall = time.monotonic(), self.clock().timestamp()
+        beat = phase.next_beat(wall + (not_before - mono) - 1e-6, interval, offset)
+        return mono + (beat - wall)
 
     def _check_wedged(self, now: float, watchdog: bool) -> bool:
         """True while the running job is past its bound: then the watchdog is not pinged."""
@@ -289,7 +313,25 @@ class Daemon:
             self.heartbeats += 1
 
     def _report_event(self, change: Change) -> None:
+        """Report ``change`` now, or, for a device whose faults a whole fleet sees at once
+        (``Driver.fleet_wide``: the acquirer), at a random point of ``event_spread`` or with
+        the next heartbeat if that comes first: 200,000 terminals that lose the acquirer
+        in the same second must not report it in the same second."""
+        spread = float(self.config.schedule.event_spread)
+        entry = self._current().devices.get(change.device)
+        if spread > 0 and getattr(type(entry), "fleet_wide", False):
+            now = time.monotonic()
+            due = min(now + self._rng.uniform(0.0, spread), max(now, self._next_hb))
+            self._spread_events.append((due, change))
+            return
         self._current().reporter.event(change, self.changes.latest())
+
+    def _report_spread_events(self, now: float) -> None:
+        due = [e for e in self._spread_events if e[0] <= now]
+        if due:
+            self._spread_events = [e for e in self._spread_events if e[0] > now]
+            for _at, change in due:
+                self._current().reporter.event(change, self.changes.latest())
 
     def _notice(self, device: str, driver: str, result: Result) -> None:
         """From any thread (a device's service, e.g. the print proxy): report it in the loop."""
@@ -307,6 +349,8 @@ class Daemon:
     # -- stop -------------------------------------------------------------------------
     def _shutdown(self) -> None:
         self.notifier.stopping(status="stopping")
+        if self.services is not None:
+            self._report_spread_events(float("inf"))  # committed now rather than lost
         job = self._job
         if job is not None:
             if job.done.wait(STOP_GRACE):

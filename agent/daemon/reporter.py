@@ -14,7 +14,8 @@ import logging
 from typing import Any
 
 from posagent.config.model import Config
-from posagent.core.base import Result, Status
+from posagent.core.base import Result
+from posagent.core.status import worst as worst_of
 from posagent.daemon.sdnotify import Notifier
 from posagent.fleet import history, messages
 from posagent.fleet.changes import Change
@@ -100,7 +101,7 @@ class Reporter:
         counts: dict[str, int] = {}
         for _drv, r in results.values():
             counts[r.status.label] = counts.get(r.status.label, 0) + 1
-        worst = max((r.status for _d, r in results.values()), default=Status.UNKNOWN).label
+        worst = worst_of(r.status for _d, r in results.values()).label
         text = f"{worst}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         try:
             stats = self.outbox.stats()

@@ -40,11 +40,12 @@ STOP_GRACE = 5.0  # seconds a running check may take to finish on SIGTERM before
 
 
 class StartupHold:
-    """``startup_jitter``: after a system boot, nothing reaches the upstream before ``until``.
+    """``startup_jitter``: after any start, nothing reaches the upstream before ``until``.
 
     ``start()`` decides, once, at the daemon's start (once the devices are open): a random
-    delay if the system itself has just booted, else none. The hold applies to the delivery
-    (the outbox backlog), the first heartbeat and a catch-up self-test alike.
+    delay, whether the system itself has just booted or only the agent restarted (a package
+    update or a fleet-wide restart starts every agent in the same second). The hold applies
+    to the delivery (the outbox backlog), the first heartbeat and a catch-up self-test alike.
     """
 
     def __init__(self, booted: Callable[[str], bool], rng: random.Random) -> None:
@@ -53,11 +54,12 @@ class StartupHold:
         self.until = 0.0  # time.monotonic()
 
     def start(self, config: Config) -> None:
-        delay = schedule.startup_delay(self._booted(config.agent.state_dir), config.schedule, self._rng)
+        booted = self._booted(config.agent.state_dir)
+        delay = schedule.startup_delay(config.schedule, self._rng)
         self.until = time.monotonic() + delay
         if delay:
-            log.info("system just booted: the first heartbeat, the outbox backlog and any catch-up self-test "
-                     "wait %.0f s (startup_jitter)", delay)
+            log.info("%s: the first heartbeat, the outbox backlog and any catch-up self-test wait %.0f s "
+                     "(startup_jitter)", "system just booted" if booted else "agent started", delay)
 
     def left(self) -> float:
         """Seconds the reports still wait."""

@@ -31,6 +31,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 from posagent.config.model import Config
 from posagent.core.base import Status
+from posagent.core.status import worst
 from posagent.fleet.history_db import connect, db_path
 from posagent.selftest.runner import Report
 
@@ -106,11 +107,11 @@ def _insert(conn: sqlite3.Connection, report: Report) -> None:
                      (run_id, seq, c.device, c.driver, c.name, c.level.label, r.status.label, r.code,
                       r.message, json.dumps(r.measurements, ensure_ascii=False, default=str), r.duration_ms))
         dev = per_device.setdefault(c.device, {"worst": Status.OK, "codes": {}, "flags": set(), "driver": c.driver})
-        dev["worst"] = max(dev["worst"], r.status)
+        dev["worst"] = worst((dev["worst"], r.status))
         dev["flags"] |= _flags(r.code, r.fields)
         if r.status != Status.OK:
             prev = dev["codes"].get(r.code)
-            if prev is None or r.status > prev[0]:
+            if prev is None or r.status.severity > prev[0].severity:
                 dev["codes"][r.code] = (r.status, r.message)
     _bump(conn, "selftests_run")
     for device, dev in per_device.items():
@@ -135,9 +136,9 @@ def _update_faults(conn: sqlite3.Connection, run_id: int, device: str, driver: s
                          " last_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (device, driver, code, status.label, message, at, ts, run_id, ts))
         else:
-            worst = max(status, Status.parse(row["status"]))
+            graded = worst((status, Status.parse(row["status"])))
             conn.execute("UPDATE faults SET status = ?, message = ?, last_ts = ? WHERE id = ?",
-                         (worst.label, message, ts, row["id"]))
+                         (graded.label, message, ts, row["id"]))
 
 
 def _prune(conn: sqlite3.Connection, keep_runs: int, keep_days: int) -> None:

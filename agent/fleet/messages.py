@@ -21,6 +21,7 @@ from typing import Any
 
 from posagent.config.model import Config
 from posagent.core.base import Result, Status
+from posagent.core.status import worst as worst_of
 from posagent.core.version import __version__
 from posagent.fleet import history
 from posagent.fleet.outbox_db import Stats, empty_stats
@@ -76,7 +77,7 @@ def devices_json(results: DeviceResults) -> dict[str, dict[str, Any]]:
 
 
 def worst(results: DeviceResults) -> Status:
-    return max((r.status for _d, r in results.values()), default=Status.UNKNOWN)
+    return worst_of(r.status for _d, r in results.values())
 
 
 def agent_figures(stats: Stats, state: AgentState | None, now: dt.datetime | None = None) -> dict[str, Any]:

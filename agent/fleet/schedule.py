@@ -12,9 +12,13 @@ only the small state helpers at the bottom touch the state dir.
   yet (fresh install) waits for its next slot instead.
 - Inside ``business_hours`` or on a ``blackout_dates`` day the self-test never prints: it
   runs at the internal level and says why.
-- ``startup_jitter`` applies only when the system itself has just booted: the kernel boot id
-  differs from the one stamped in the state dir *and* the uptime is short. It holds back
-  the first heartbeat, the outbox backlog and a catch-up self-test by the same random delay.
+- ``startup_jitter`` applies at every start of the agent (a boot, or a restart: a package
+  update restarts a whole fleet at once). It holds back the first heartbeat, the outbox
+  backlog and a catch-up self-test by the same random delay. Whether the system itself
+  has just booted (the kernel boot id differs from the one stamped in the state dir *and*
+  the uptime is short) is still told apart, for the log.
+- A missed self-test is caught up at a random point of the ``jitter`` window after that
+  hold (a region's terminals powered on together must not print together).
 - Device status is polled every ``status_poll``, capped at ``heartbeat_interval``.
 """
 
@@ -126,17 +130,24 @@ def level_for(when: dt.datetime, sched: ScheduleSection, wanted: Level = Level.E
     return wanted, ""
 
 
-def startup_delay(just_booted: bool, sched: ScheduleSection, rng: random.Random | None = None) -> float:
-    """Random seconds to hold back, after a system boot, everything that reaches the upstream:
-    the first heartbeat, the outbox backlog and a catch-up self-test (else 0)."""
-    if not just_booted or sched.startup_jitter <= 0:
+def startup_delay(sched: ScheduleSection, rng: random.Random | None = None) -> float:
+    """Random seconds to hold back, after any start of the agent (a boot or a restart),
+    everything that reaches the upstream: the first heartbeat, the outbox backlog and a
+    catch-up self-test."""
+    if sched.startup_jitter <= 0:
         return 0.0
     return (rng or random.Random()).uniform(0.0, float(sched.startup_jitter))
 
 
-def hold_back(plan: Plan, not_before: dt.datetime) -> Plan:
-    """``plan`` moved to ``not_before`` if it was due earlier (a catch-up after a boot)."""
-    return plan if plan.at >= not_before else Plan(not_before, plan.trigger)
+def hold_back(plan: Plan, not_before: dt.datetime, sched: ScheduleSection | None = None,
+              rng: random.Random | None = None) -> Plan:
+    """``plan`` moved to ``not_before`` if it was due earlier (a catch-up after a start); a
+    catch-up then runs at a random point of the ``jitter`` window after it (``sched``)."""
+    if plan.at >= not_before:
+        return plan
+    spread = float(sched.jitter) if sched is not None and plan.trigger == "catch-up" else 0.0
+    extra = (rng or random.Random()).uniform(0.0, spread) if spread > 0 else 0.0
+    return Plan(not_before + dt.timedelta(seconds=extra), plan.trigger)
 
 
 def poll_interval(sched: ScheduleSection, heartbeat_interval: float) -> float:

@@ -6,12 +6,16 @@
   (LoadCredential=) or from ``token_file``, which must not be readable by group or others.
 - ``Idempotency-Key: <message_id>``: the receiver dedupes on it (delivery is at-least-once).
 - Retries (tenacity): connection errors, timeouts, 408, 429 and 5xx, with exponential
-  backoff and full jitter, capped; ``Retry-After`` on 429/503 is honoured, capped too.
+  backoff and full jitter, capped; ``Retry-After`` on 429/503 is honoured, capped too. It
+  is read only as 1-10 ASCII digits of at most a day (``RETRY_AFTER_MAX``) or an HTTP date
+  at most a day ahead; anything else is ignored (one log line) and the backoff applies.
   Other 4xx are not retried: 401/403/404/405/407 and redirects mean the agent is refused
   or misconfigured (``REFUSED``: keep the report, tell the operator once); any other 4xx is
   about this one report (``REJECTED``: record it and move on).
 
-The token never appears in a log line or an exception message.
+The token never appears in a log line or an exception message, and the URL only redacted
+(``redact_url``: no userinfo, no query string). A URL with a user or password is refused
+(httpx would send Basic auth instead of the bearer token); the config loader refuses it too.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import enum
 import logging
 import os
 import random
+import re
 import ssl
 import stat
 import threading
@@ -30,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from posagent.config.model import UpstreamSection
+from posagent.config.urls import redact_url, split_userinfo
 from posagent.core.version import __version__
 
 log = logging.getLogger(__name__)
@@ -37,6 +43,9 @@ log = logging.getLogger(__name__)
 CREDENTIAL_NAME = "upstream-token"
 _REFUSED = {401, 403, 404, 405, 407}
 _RETRY = {408, 429}
+#: The longest Retry-After honoured (seconds); a longer one is ignored like garbage.
+RETRY_AFTER_MAX = 86400.0
+_DELTA_SECONDS = re.compile(r"[0-9]{1,10}")  # ASCII digits only: str.isdigit() takes "٣" and "³" too
 
 
 class UpstreamError(Exception):
@@ -107,19 +116,30 @@ def _read_token_file(path: str) -> str:
 
 
 def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date); None if absent or invalid."""
-    if not value:
+    """Seconds from a Retry-After header: 1-10 ASCII digits of at most RETRY_AFTER_MAX, or an
+    HTTP date at most that far ahead (a past one is 0). None if absent; anything else is
+    ignored with one log line (the value shown escaped and cut) and gives None too."""
+    if value is None:
         return None
-    value = value.strip()
-    if value.isdigit():
-        return float(int(value))
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
+    text = value.strip()
+    if _DELTA_SECONDS.fullmatch(text):
+        seconds = float(int(text))
+        if seconds <= RETRY_AFTER_MAX:
+            return seconds
+    elif 0 < len(text) <= 64:  # an HTTP date is 29 characters
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            when = None
+        if when is not None:
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=dt.UTC)
+            seconds = max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
+            if seconds <= RETRY_AFTER_MAX:
+                return seconds
+    log.warning("ignoring Retry-After %s: expected seconds (at most %d) or an HTTP date at most a day ahead",
+                ascii(text[:40]), RETRY_AFTER_MAX)
+    return None
 
 
 @dataclass
@@ -137,12 +157,16 @@ class Upstream:
         url = self.section.url
         if not url:
             raise UpstreamError("no upstream URL configured: set [upstream] url in the config")
+        shown = redact_url(url)
+        if split_userinfo(url)[0] is not None:
+            raise UpstreamError(f"upstream url {shown} holds a user name or password: remove it from the URL "
+                                "and put credentials in token_file")
         scheme = url.split(":", 1)[0].lower()
         if scheme == "http" and not self.section.allow_insecure_http:
-            raise UpstreamError(f"{url} is plain http: reports would travel unencrypted; use https, "
+            raise UpstreamError(f"{shown} is plain http: reports would travel unencrypted; use https, "
                                 "or set allow_insecure_http = true on a lab network")
         if scheme not in ("http", "https"):
-            raise UpstreamError(f"upstream url {url} is not http(s)")
+            raise UpstreamError(f"upstream url {shown} is not http(s)")
         self._verify = self._tls_context() if scheme == "https" else True
         self._token = read_token(self.section, self.env)
         if self._token is None:
@@ -187,7 +211,7 @@ class Upstream:
         except httpx.TimeoutException:
             return SendResult(Outcome.FAILED, f"no answer within {float(self.section.timeout):g} s")
         except httpx.HTTPError as e:
-            return SendResult(Outcome.FAILED, f"connection failed: {_short(e)}")
+            return SendResult(Outcome.FAILED, f"connection failed: {_short(e, self.section.url)}")
         return classify(resp.status_code, resp.reason_phrase, resp.headers.get("Retry-After"),
                         resp.headers.get("Location"))
 
@@ -249,16 +273,19 @@ def classify(status: int, reason: str, retry_after: str | None = None, location:
     if status == 403:
         return SendResult(Outcome.REFUSED, f"{what}: this terminal is not allowed to report (check its token)", status)
     if 300 <= status < 400:
-        return SendResult(Outcome.REFUSED, f"{what}: redirected to {location or '?'}; put the final URL "
+        where = redact_url(location) if location else "?"
+        return SendResult(Outcome.REFUSED, f"{what}: redirected to {where}; put the final URL "
                                            "in upstream.url", status)
     if status in _REFUSED:
         return SendResult(Outcome.REFUSED, f"{what}: check upstream.url", status)
     return SendResult(Outcome.REJECTED, what, status)
 
 
-def _short(e: BaseException) -> str:
+def _short(e: BaseException, url: str = "") -> str:
     text = str(e) or type(e).__name__
     cause = e.__cause__ or e.__context__
     if cause is not None and "CERTIFICATE_VERIFY_FAILED" in str(cause):
         text = f"TLS certificate not trusted ({cause}); set upstream.ca_file for a private CA"
+    if url:
+        text = text.replace(url, redact_url(url))
     return text[:300]

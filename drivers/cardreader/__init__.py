@@ -23,13 +23,12 @@ Checks:
 
 from __future__ import annotations
 
-import importlib.util
 import secrets
 import time
 from typing import Any
 
 from posagent.config.urls import DeviceURL, parse_url
-from posagent.core.base import Check, CheckContext, Driver, Level, Missing, Result
+from posagent.core.base import Check, CheckContext, Driver, Level, Result
 from posagent.core.errors import DeviceError, DeviceIOError, DeviceNotFound
 from posagent.core.i18n import N_, _
 from posagent.drivers.cardreader import frames
@@ -53,12 +52,18 @@ OPEN_ERRORS: ErrorTable = {DeviceNotFound: Remap(code="READER_NOT_PRESENT")}
 _PROTOCOL_HINT = N_("The reader answers in an unknown way: check the profile option and the baud rate.")
 
 
+#: Python modules this driver needs, per URL scheme (Driver.needs).
+NEEDS = {"usb": ("usb", "pyusb", "pip install pyusb; apt-get install libusb-1.0-0"),
+         "evdev": ("evdev", "python-evdev", "pip install evdev (Debian: apt-get install python3-evdev)")}
+
+
 class CardReaderDriver(Driver):
     name = "card-reader"
     family = "reader"
     description = "magnetic-stripe card reader: serial echo/version, loopback plug, USB presence, swipe test"
     schemes = ("serial", "sim", "usb", "evdev")
     shares = ("guest", "owner")  # the POS application reads the cards; posagent asks between swipes
+    needs = NEEDS
     url_example = "serial:///dev/ttyUSB0?baudrate=9600"
     Options = CardReaderOptions
     codes = CODES
@@ -82,13 +87,9 @@ class CardReaderDriver(Driver):
             sim.profile = self._profile
 
     def check_environment(self) -> str | None:
-        needs = {"usb": ("usb", Missing("pyusb", "pip install pyusb; apt-get install libusb-1.0-0")),
-                 "evdev": ("evdev", Missing("python-evdev", "pip install evdev"))}
-        scheme = "evdev" if self.options.wedge.startswith("evdev:") else self._url.scheme
-        for name in {self._url.scheme, scheme}:
-            if name in needs and importlib.util.find_spec(needs[name][0]) is None:
-                return needs[name][1]
-        return None
+        """The URL's needs, and python-evdev for a keyboard-wedge reader (``wedge``)."""
+        wedge = self.missing("evdev") if self.options.wedge.startswith("evdev:") else None
+        return self.missing(self._url.scheme) or wedge
 
     @property
     def _url(self) -> DeviceURL:

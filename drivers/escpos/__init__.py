@@ -22,11 +22,10 @@ SLIP_FAILED.
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from typing import Any
 
-from posagent.core.base import Check, CheckContext, Driver, Level, Measurements, Missing, Result, Status
+from posagent.core.base import Check, CheckContext, Driver, Level, Measurements, Result, Status
 from posagent.core.errors import DeviceBusy, DeviceError, DeviceIOError, DeviceNotFound, DeviceTimeout, ProtocolError
 from posagent.drivers.escpos.codes import CODES
 from posagent.drivers.escpos.counters import Counters, CounterStore, PrinterState, counter_path, ribbon_grade
@@ -56,12 +55,17 @@ OPEN_ERRORS: ErrorTable = {DeviceNotFound: _NOT_CONNECTED, DeviceTimeout: _NOT_C
 LOST_ERRORS: ErrorTable = {DeviceIOError: Remap(code="PRINTER_NOT_CONNECTED", message="{where}: link lost ({error})")}
 
 
+#: Python modules this driver needs, per URL scheme (Driver.needs).
+NEEDS = {"usb": ("usb", "pyusb", "pip install pyusb; apt-get install libusb-1.0-0")}
+
+
 class EscposDriver(Driver):
     name = "escpos"
     family = "printer"
     description = "ESC/POS receipt printer: real-time status, identity, test slip, paper and ribbon counters"
     schemes = ("serial", "tcp", "usb", "sim")
     shares = ("guest", "proxy", "owner")  # the POS application prints the receipts
+    needs = NEEDS
     url_example = "serial:///dev/ttyS0?baudrate=38400"
     support = "beta"
     Options = EscposOptions
@@ -79,12 +83,6 @@ class EscposDriver(Driver):
         self._jobs = JobRunner(self._link, self.options, self._state, read_status=self.read_status,
                                graded=self._graded, identity=self._id, where=self._where,
                                terminal_id=env.terminal_id, device_name=device.name)
-
-    def check_environment(self) -> str | None:
-        url = self.device.url
-        if url is not None and url.scheme == "usb" and importlib.util.find_spec("usb") is None:
-            return Missing("pyusb", "pip install pyusb; apt-get install libusb-1.0-0")
-        return None
 
     def _forget_connection(self) -> None:
         self._id.forget()  # a reconnect may be another printer (the state file's memory stays)

@@ -21,7 +21,11 @@ CODES: dict[str, Code] = {
     "PRINTER_COVER_OPEN": code(
         FAIL, N_("Printer cover open"), hint=N_("Close the printer cover firmly until it clicks.")
     ),
-    "PRINTER_ID_NOT_READ": code(OK, N_("Identity not read: the printer is offline")),
+    "PRINTER_ID_NOT_READ": code(
+        UNKNOWN,
+        N_("Identity not read: the printer is offline"),
+        hint=N_("Bring the printer back online (see its status check), then test again to read its model."),
+    ),
     "PRINTER_ID_NOT_REPORTED": code(OK, N_("The printer does not report its model and firmware")),
     "PRINTER_ID_OK": code(OK, N_("Model {model}, firmware {firmware}")),
     "PRINTER_MECHANICAL_ERROR": code(

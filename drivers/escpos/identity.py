@@ -126,9 +126,9 @@ class IdentityReader:
     def check(self, ctx: CheckContext) -> Result:
         """The ``identity`` check: model and firmware, or why they are not reported."""
         st = self._read_status()
-        if st.offline:
-            return Result.ok("PRINTER_ID_NOT_READ", "identity not read: the printer is offline and answers "
-                             "GS I only when online (see the status check)")
+        if st.offline:  # not a pass: nothing was checked (the status check says why it is offline)
+            return Result.unknown("PRINTER_ID_NOT_READ", "identity not read: the printer is offline and "
+                                  "answers GS I only when online (see the status check)")
         self._state.counters()  # refresh what the state file remembers
         memo = self._remembered()
         if memo is not None and self._silence_remembered():

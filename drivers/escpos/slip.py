@@ -100,7 +100,7 @@ def result_lines(results: dict[str, Result], columns: int) -> list[str]:
     worst: dict[str, Result] = {}
     for key, r in results.items():
         device = key.split(".", 1)[0]
-        if device not in worst or r.status > worst[device].status:
+        if device not in worst or r.status.severity > worst[device].status.severity:
             worst[device] = r
     if not worst:
         return ["(no other results yet)"]

@@ -1,8 +1,10 @@
 """Driver ``host``: can this terminal reach the acquirer / fleet host?
 
 URL: ``tcp://host:port``, ``https://host/path`` (also ``http://``), or ``sim://host``.
-Measures DNS resolution time, TCP connect latency over ``tries`` attempts (loss %), and
-for http(s) URLs a TLS handshake (timed separately) and the HTTP status via httpx.
+Measures DNS resolution time, TCP connect latency (loss %), and for http(s) URLs a TLS
+handshake (timed separately) and the HTTP status via httpx. The self-test measures now
+with ``tries`` connects; ``status()`` probes with ``status_tries`` (1) connect only every
+``probe_interval`` (60 s, jittered) and returns the last probe in between.
 
 Codes: HOST_OK, HOST_SLOW (warn), HOST_PACKET_LOSS (warn), HOST_DNS_FAILED,
 HOST_UNREACHABLE, HOST_TLS_FAILED, HOST_HTTP_ERROR, HOST_TIMEOUT (fail).
@@ -11,6 +13,7 @@ HOST_UNREACHABLE, HOST_TLS_FAILED, HOST_HTTP_ERROR, HOST_TIMEOUT (fail).
 from __future__ import annotations
 
 import dataclasses
+import random
 import socket
 import ssl
 import statistics
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from posagent.config.urls import DeviceURL, parse_url
-from posagent.core.base import Driver, Result, Status
+from posagent.core.base import Check, Driver, Level, Result, Status
 from posagent.core.values import Duration
 from posagent.drivers.host.codes import CODES
 from posagent.drivers.simulator import SimHandle, start_sim
@@ -27,7 +30,9 @@ from posagent.drivers.simulator import SimHandle, start_sim
 
 @dataclass(frozen=True)
 class HostOptions:
-    tries: int = 3
+    tries: int = 3  # TCP connects in the self-test
+    status_tries: int = 1  # TCP connects per status probe
+    probe_interval: Duration = Duration(60.0)  # status probes this often (+-20 %), not every status poll
     connect_timeout: Duration = Duration(3.0)
     warn_latency_ms: float = 300.0
     warn_http_ms: float = 2000.0
@@ -35,8 +40,10 @@ class HostOptions:
     verify_tls: bool = True
 
     def __post_init__(self) -> None:
-        if not 1 <= self.tries <= 20:
-            raise ValueError("tries must be between 1 and 20")
+        if not 1 <= self.tries <= 20 or not 1 <= self.status_tries <= 20:
+            raise ValueError("tries and status_tries must be between 1 and 20")
+        if not 0 <= self.probe_interval <= 86400:
+            raise ValueError("probe_interval must be between 0 (every status poll) and 1 day")
 
 
 def _ms(t0: float) -> float:
@@ -52,11 +59,15 @@ class HostDriver(Driver):
     support = "stable"
     Options = HostOptions
     codes = CODES
+    fleet_wide = True  # every terminal probes the same acquirer: its outage is everyone's
 
     def __init__(self, device: Any, env: Any) -> None:
         super().__init__(device, env)
         self._sim: SimHandle | None = None
-        self._deadline = 0.0  # monotonic end of the current status() call's budget
+        self._deadline = 0.0  # monotonic end of the current probe's budget
+        self._last: Result | None = None  # the last status probe
+        self._next_probe = 0.0  # monotonic time of the next one
+        self._rng = random.Random()
 
     def _target(self) -> DeviceURL:
         url = self.device.url
@@ -72,8 +83,26 @@ class HostDriver(Driver):
         return parse_url(self._sim.url)
 
     def status(self) -> Result:
+        """The last probe while it is younger than ``probe_interval`` (jittered by +-20 %,
+        so a fleet's probes of one acquirer spread out), else a new one of ``status_tries``
+        connects. Every terminal probes the same host: a connect every status poll from
+        each of them would be a load test of the acquirer."""
+        now = time.monotonic()
+        if self._last is not None and now < self._next_probe:
+            return self._last
+        result = self.probe(self.options.status_tries)
+        interval = float(self.options.probe_interval)
+        self._last, self._next_probe = result, time.monotonic() + interval * self._rng.uniform(0.8, 1.2)
+        return result
+
+    def checks(self) -> list[Check]:
+        return [Check("status", Level.INTERNAL, lambda ctx: self.probe(self.options.tries),
+                      "DNS, TCP connects, TLS and HTTP, measured now")]
+
+    def probe(self, tries: int) -> Result:
+        """Measure now: DNS, ``tries`` TCP connects, TLS and HTTP for http(s) URLs."""
         url = self._target()
-        opts: HostOptions = self.options
+        opts: HostOptions = dataclasses.replace(self.options, tries=tries)
         host, port = url.host, url.port or 443
         m: dict[str, Any] = {}
         fields: dict[str, Any] = {"host": f"{host}:{port}"}

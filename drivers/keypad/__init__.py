@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from posagent.core.base import Check, CheckContext, Driver, Level, Missing, Result, Status
+from posagent.core.base import Check, CheckContext, Driver, Level, Result, Status
 from posagent.core.errors import DeviceIOError
 from posagent.core.i18n import _
 from posagent.core.values import Duration
@@ -63,12 +63,17 @@ _FINDING_WORDS = {"stuck": "stuck", "dead": "dead", "bounce": "bouncing", "wrong
                   "skipped": "skipped"}
 
 
+#: Python modules this driver needs, per URL scheme (Driver.needs).
+NEEDS = {"evdev": ("evdev", "python-evdev", "pip install evdev (Debian: apt-get install python3-evdev)")}
+
+
 class KeypadDriver(Driver):
     name = "evdev-keypad"
     family = "keypad"
     description = "numeric POS keypad (Linux evdev): keys present, stuck keys, interactive key scan"
     schemes = ("evdev", "sim")
     shares = ("guest",)  # read without a grab; the interactive scan grabs only while it runs
+    needs = NEEDS
     sim_family = "keypad"
     url_example = "evdev://?name=POS Keypad"
     Options = KeypadOptions
@@ -81,15 +86,6 @@ class KeypadDriver(Driver):
         self._held_since: dict[int, float] = {}
         self._first_look: float | None = None  # when status() first read the held keys
         self._clock = time.monotonic  # status() compares held keys across calls by this clock
-
-    def check_environment(self) -> str | None:
-        url = self.device.url
-        if url is not None and url.scheme == "evdev":
-            try:
-                import evdev  # noqa: F401
-            except ImportError:
-                return Missing("python-evdev", "pip install evdev")
-        return None
 
     # -- device ----------------------------------------------------------------
     def _device(self) -> KeyDevice:

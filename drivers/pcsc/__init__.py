@@ -72,12 +72,17 @@ class PcscOptions:
             raise ValueError("card_wait must be between 1s and 600s")
 
 
+#: Python modules this driver needs, per URL scheme (Driver.needs).
+NEEDS = {"*": ("smartcard", "pyscard", "pip install 'posagent[pcsc]' (Debian: apt-get install python3-pyscard)")}
+
+
 class PcscDriver(Driver):
     name = "pcsc"
     family = "reader"
     description = "chip-card reader through PC/SC (pcscd): reader, card presence, ATR, SELECT PSE"
     schemes = ("pcsc",)
     shares = ("guest",)  # pcscd shares the reader (SCARD_SHARE_SHARED)
+    needs = NEEDS
     url_example = "pcsc://?reader=ACS"
     Options = PcscOptions
     codes = CODES

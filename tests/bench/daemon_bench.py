@@ -19,6 +19,7 @@ heartbeat_interval = "1s"
 [schedule]
 selftest_at = "{selftest_at}"
 jitter = "1s"
+startup_jitter = "0s"
 
 [upstream]
 url = "{url}"

@@ -163,7 +163,8 @@ def daemon_config(path: Path, terminal: str, url: str, *, heartbeat_interval: st
 
 
 def door_device(port: int) -> str:
-    """A [[device]] the test can take away: a host check of a loopback port it listens on."""
+    """A [[device]] the test can take away: a host check of a loopback port it listens on,
+    probed at every status poll (a real acquirer is probed once a minute)."""
     return f"""
 [[device]]
 name = "door"
@@ -172,4 +173,5 @@ url = "tcp://127.0.0.1:{port}"
 [device.options]
 tries = 1
 connect_timeout = "1s"
+probe_interval = "0s"
 """

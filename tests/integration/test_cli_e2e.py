@@ -42,6 +42,21 @@ def test_failing_device_exit_2_with_hint(write_config) -> None:
     assert (check["status"], check["code"]) == ("fail", "HOST_HTTP_ERROR") and check["hint"]
 
 
+def test_paper_end_and_a_silent_device_is_fail_exit_2(write_config) -> None:
+    """fail > unknown: a failure is never hidden behind a device that does not answer."""
+    cfg = write_config('[[device]]\nname = "receipt"\ndriver = "escpos"\nurl = "sim://escpos?paper=end"\n'
+                       '[[device]]\nname = "ups"\ndriver = "megatec"\nurl = "sim://megatec?no_answer=true"\n'
+                       '[device.options]\nreply_timeout = "300ms"\n')
+    for cmd in (("selftest",), ("status",)):
+        proc = run_cli(*cmd, "--config", str(cfg), "--json")
+        out = json.loads(proc.stdout)
+        statuses = {c["status"] for c in out["checks"]} if "checks" in out else \
+            {d["status"] for d in out["devices"].values()}
+        assert {"fail", "unknown"} <= statuses, out
+        assert proc.returncode == 2, (cmd, proc.stderr)
+        assert out["status"] == "fail"
+
+
 def test_status_json_shape(write_config) -> None:
     cfg = write_config('[[device]]\nname = "acq"\ndriver = "host"\nurl = "sim://host"\n'
                        '[[device]]\nname = "box"\ndriver = "system"\n')

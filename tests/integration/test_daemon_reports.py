@@ -36,7 +36,8 @@ def test_catch_up_selftest_and_status_change_event(tmp_path: Path) -> None:
     port = door.getsockname()[1]
     with Collector() as c:
         cfg = daemon_config(tmp_path / "posagent.toml", "SIM-REPORTS", c.url, system=False,
-                            schedule=['event_dedupe = "1s"', f"blackout_dates = [{blackout}]"],
+                            schedule=['event_dedupe = "1s"', 'event_spread = "0s"', 'jitter = "1s"',
+                                      f"blackout_dates = [{blackout}]"],
                             sections=f'[export]\nprometheus_textfile = "{tmp_path / "posagent.fleet.prom"}"\n',
                             devices=door_device(port))
         with door, DaemonProc(["--config", str(cfg)], tmp_path) as d:

@@ -13,6 +13,7 @@ subprocess cannot give is a boot (injected: the test box booted long ago) and a 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import logging
 import random
@@ -89,8 +90,8 @@ def test_after_a_boot_the_backlog_heartbeat_and_catch_up_wait_the_startup_jitter
     # the box was off at its self-test time: a catch-up is due at start
     (state / "schedule.json").write_text(json.dumps({"first_seen": "2024-01-01T00:00:00+00:00",
                                                      "last_selftest_run": "2024-01-02T03:10:00+00:00"}))
-    cfg = daemon_config(tmp_path / "posagent.toml", "SIM-BOOT", collector.url, heartbeat_interval="60s",
-                        startup_jitter=f"{jitter:g}s")
+    cfg = daemon_config(tmp_path / "posagent.toml", "SIM-BOOT", collector.url, heartbeat_interval="3s",
+                        startup_jitter=f"{jitter:g}s", schedule=['jitter = "1s"'])
     d = Daemon(load_config(str(cfg)), reload=lambda: load_config(str(cfg)), rng=random.Random(seed),
                booted=lambda state_dir: True)
     t0, wall0 = time.monotonic(), dt.datetime.now().astimezone()
@@ -117,18 +118,25 @@ def test_a_status_change_is_an_event_at_the_next_poll_not_the_next_heartbeat(tmp
     door.bind(("127.0.0.1", 0))
     door.listen(16)
     port = door.getsockname()[1]
-    cfg = daemon_config(tmp_path / "posagent.toml", "SIM-POLL", collector.url, heartbeat_interval="1h",
-                        system=False, schedule=['event_dedupe = "1s"', 'status_poll = "1s"'], devices=door_device(port))
+    cfg = daemon_config(tmp_path / "posagent.toml", "SIM-POLL", collector.url, heartbeat_interval="10s",
+                        system=False, schedule=['event_dedupe = "1s"', 'status_poll = "1s"', 'event_spread = "0s"'],
+                        devices=door_device(port))
     with door, DaemonProc(["--config", str(cfg)], tmp_path) as d:
         assert collector.wait_for(lambda rs: any(kind(r, "heartbeat") for r in rs), 30.0), d.stderr()
-        door.close()  # ok -> fail, an hour before the next heartbeat
+        first = next(r.at for r in collector.received if kind(r, "heartbeat"))
+        door.close()  # ok -> fail, seconds before the next heartbeat
+        closed = time.monotonic()
         assert collector.wait_for(lambda rs: any(kind(r, "event") for r in rs), 30.0), d.stderr()
+        seen = next(r.at for r in collector.received if kind(r, "event"))
         d.signal(__import__("signal").SIGTERM)
         assert d.wait(30.0) == 0
     event = next(r.json for r in collector.received if kind(r, "event"))
     assert event["device"] == "door" and event["previous"]["status"] == "ok"
     assert event["current"]["status"] == "fail"
-    assert sum(kind(r, "heartbeat") for r in collector.received) == 1  # heartbeats keep their interval
+    assert seen - closed < 3.0  # the next poll (1 s), not the next heartbeat
+    beats = sorted(r.at for r in collector.received if kind(r, "heartbeat"))
+    assert all(b - a > 9.0 for a, b in itertools.pairwise(beats))  # heartbeats keep their interval
+    assert first <= seen
     assert "status every 1 s" in d.stderr()
 
 

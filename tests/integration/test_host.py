@@ -7,12 +7,13 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from posagent.core.base import Result, Status
+from posagent.core.base import CheckContext, Result, Status
 from posagent.drivers.host import HostDriver
 from posagent.selftest.runner import Runner
 from tests.conftest import DriverBuilder, device_entry, device_set, need_binary
@@ -111,7 +112,7 @@ def test_tcp_refused(build_driver: DriverBuilder) -> None:
     probe = socket.create_server(("127.0.0.1", 0))
     port = probe.getsockname()[1]
     probe.close()
-    r = host_status(build_driver, f"tcp://127.0.0.1:{port}", tries=2)
+    r = host_status(build_driver, f"tcp://127.0.0.1:{port}", status_tries=2)
     assert (r.status, r.code) == (Status.FAIL, "HOST_UNREACHABLE")
     assert "0 of 2" in r.message and "refused" in r.message
     assert r.fields["latency_ms"] is None
@@ -197,7 +198,7 @@ def test_black_holed_host_is_unreachable_within_the_check_budget(tmp_path: Path)
         c.connect_ex(("127.0.0.1", port))
         fillers.append(c)
     try:
-        dev = device_entry("acq", "host", f"tcp://127.0.0.1:{port}", {"tries": 3, "connect_timeout": "3s"},
+        dev = device_entry("acq", "host", f"tcp://127.0.0.1:{port}", {"status_tries": 3, "connect_timeout": "3s"},
                            timeout="2s")
         with device_set(tmp_path, dev) as devices:
             _, r = Runner(devices).status()["acq"]
@@ -207,3 +208,35 @@ def test_black_holed_host_is_unreachable_within_the_check_budget(tmp_path: Path)
         for c in fillers:
             c.close()
         listener.close()
+
+
+def test_status_probes_once_per_interval_and_the_selftest_measures_now(build_driver: DriverBuilder, server) -> None:
+    """Every terminal of a fleet probes the same acquirer: status() connects once per
+    probe_interval (1 connect), the self-test check measures now with ``tries`` connects."""
+    accepted: list[int] = []
+    lock = threading.Lock()
+
+    def count(conn: socket.socket, stop: threading.Event) -> None:
+        with lock:
+            accepted.append(1)
+        conn.close()
+
+    s = server(count)
+    driver = build_driver.driver(HostDriver, device_entry("acq", "host", f"tcp://127.0.0.1:{s.port}",
+                                                          {"probe_interval": "60s"}))
+    first = driver.status()
+    assert all(driver.status() is first for _ in range(9))  # nine more polls: no new probe
+    check = driver.checks()[0].run(CheckContext(deadline=time.monotonic() + 5))
+    assert first.code == check.code == "HOST_OK"
+    every = build_driver.driver(HostDriver, device_entry("acq2", "host", f"tcp://127.0.0.1:{s.port}",
+                                                         {"probe_interval": "0s"}))
+    for _ in range(3):
+        every.status()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # the server thread counts the last accepts
+        with lock:
+            if len(accepted) >= 7:
+                break
+        s.stop.wait(0.02)
+    with lock:
+        assert len(accepted) == 1 + 3 + 3  # one status probe, the check's three tries, three unthrottled probes

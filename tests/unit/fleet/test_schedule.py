@@ -128,15 +128,15 @@ def test_dst_day_keeps_the_local_time() -> None:
     assert before.hour == after.hour == 3 and before.minute == after.minute == 30
 
 
-def test_startup_jitter_only_after_a_boot(tmp_path: Path) -> None:
+def test_startup_jitter_after_every_start_and_boots_told_apart(tmp_path: Path) -> None:
     state = str(tmp_path)
     rng = random.Random(7)
+    delays = [schedule.startup_delay(SCHED, rng) for _ in range(200)]
+    assert all(0.0 <= d <= 60.0 for d in delays) and max(delays) - min(delays) > 50  # spread over the window
+    assert schedule.startup_delay(ScheduleSection(startup_jitter=Duration(0.0)), rng) == 0.0
     assert schedule.is_just_booted(state, "boot-a", uptime_s=40.0) is True
-    delay = schedule.startup_delay(True, SCHED, rng)
-    assert 0.0 <= delay <= 60.0
-    # the agent restarts in the same boot: no jitter
+    # the agent restarts in the same boot: not a boot (a restart waits all the same)
     assert schedule.is_just_booted(state, "boot-a", uptime_s=300.0) is False
-    assert schedule.startup_delay(False, SCHED, rng) == 0.0
     # next boot
     assert schedule.is_just_booted(state, "boot-b", uptime_s=25.0) is True
     # first start on a box that has been up for days (fresh install): no jitter, but stamped
@@ -188,9 +188,15 @@ def test_a_catch_up_after_a_boot_waits_the_startup_delay() -> None:
     boot = at(2027, 3, 1, 9, 15)
     plan = schedule.plan_selftest(boot, SCHED, "SH-0042", at(2027, 2, 27, 3, 5), at(2027, 1, 1), TZ)
     assert plan.trigger == "catch-up" and plan.at == boot
-    delay = schedule.startup_delay(True, SCHED, random.Random(5))
+    delay = schedule.startup_delay(SCHED, random.Random(5))
     held = schedule.hold_back(plan, boot + dt.timedelta(seconds=delay))
     assert held.trigger == "catch-up" and held.at == boot + dt.timedelta(seconds=delay) > boot
+    # with the schedule: at a random point of the jitter window after the hold, spread over it
+    spread = [schedule.hold_back(plan, boot + dt.timedelta(seconds=delay), SCHED, random.Random(i)).at
+              for i in range(200)]
+    first, last = boot + dt.timedelta(seconds=delay), boot + dt.timedelta(seconds=delay + float(SCHED.jitter))
+    assert all(first <= t <= last for t in spread)
+    assert (max(spread) - min(spread)).total_seconds() > 0.8 * float(SCHED.jitter)
     # a slot later than the hold is left alone
     later = schedule.Plan(boot + dt.timedelta(hours=3), "scheduled")
     assert schedule.hold_back(later, boot + dt.timedelta(seconds=delay)) == later

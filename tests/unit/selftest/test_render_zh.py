@@ -158,7 +158,8 @@ def test_json_keeps_english_messages_and_codes_with_the_hint_in_chinese() -> Non
     assert first["message"] == "0 of 3 TCP connects to 10.0.0.9:443 succeeded"
     assert first["hint"] == "检查网线、路由器、防火墙和 DNS 设置；也可能是主机故障。"
     assert out["checks"][4]["hint"] == ""
-    assert summary_line([r.status for _d, _c, r in ROWS]) == "未知：通过 1 项，失败 3 项，未知 1 项"
+    # a failure outranks an unknown (fail > unknown > warn > ok)
+    assert summary_line([r.status for _d, _c, r in ROWS]) == "失败：通过 1 项，失败 3 项，未知 1 项"
 
 
 def test_real_host_results_fill_their_templates(tmp_path: Path) -> None:

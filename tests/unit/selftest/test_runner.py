@@ -149,9 +149,20 @@ def test_only_and_durations(devices) -> None:
 
 @pytest.mark.parametrize("statuses,code", [
     ([Status.OK, Status.OK], 0), ([Status.OK, Status.WARN], 1), ([Status.WARN, Status.FAIL], 2),
-    ([Status.FAIL, Status.UNKNOWN], 3), ([], 3)])
+    ([Status.FAIL, Status.UNKNOWN], 2), ([Status.WARN, Status.UNKNOWN], 3), ([Status.UNKNOWN, Status.OK], 3),
+    ([], 3)])
 def test_exit_codes(statuses: list[Status], code: int) -> None:
+    """fail > unknown > warn > ok: a failure is never hidden behind a silent device."""
     assert exit_code(statuses) == code
+
+
+def test_worst_ranks_fail_above_unknown() -> None:
+    from posagent.core.status import worst
+
+    assert worst([Status.UNKNOWN, Status.FAIL, Status.WARN]) == Status.FAIL
+    assert worst([Status.OK, Status.UNKNOWN, Status.WARN]) == Status.UNKNOWN
+    assert worst([]) == Status.UNKNOWN and worst([], default=Status.OK) == Status.OK
+    assert [s.severity for s in (Status.OK, Status.WARN, Status.UNKNOWN, Status.FAIL)] == [0, 1, 2, 3]
 
 
 def test_call_with_timeout_measures() -> None:
