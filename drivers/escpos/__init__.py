@@ -23,6 +23,7 @@ SLIP_FAILED.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from posagent.core.base import Check, CheckContext, Driver, Level, Measurements, Result, Status
@@ -31,7 +32,9 @@ from posagent.drivers.escpos.codes import CODES
 from posagent.drivers.escpos.counters import Counters, CounterStore, PrinterState, counter_path, ribbon_grade
 from posagent.drivers.escpos.identity import IDENTITY_RETRY_S, IdentityReader
 from posagent.drivers.escpos.jobs import GS_R_PAPER, OFFLINE_BIT, JobRunner
+from posagent.drivers.escpos.jobscan import JobCounts
 from posagent.drivers.escpos.options import EscposOptions
+from posagent.drivers.escpos.proxy import PrintProxy
 from posagent.drivers.escpos.status import (
     EOT_KINDS,
     EscposStatus,
@@ -79,6 +82,7 @@ class EscposDriver(Driver):
         self._state = PrinterState(self._counters, self._where)
         self._link = Link(device.url, where=self._where, open_errors=OPEN_ERRORS, lost_errors=LOST_ERRORS,
                           share=self.share, on_close=self._forget_connection, timeout=self.options.connect_timeout)
+        self._proxy: PrintProxy | None = None
         self._id = IdentityReader(self._link, self.options, self._state, self.read_status, self._where)
         self._jobs = JobRunner(self._link, self.options, self._state, read_status=self.read_status,
                                graded=self._graded, identity=self._id, where=self._where,
@@ -231,5 +235,28 @@ class EscposDriver(Driver):
         """Print plain text lines, feed and cut (for a visit report); see ``JobRunner``."""
         self._jobs.print_lines(lines)
 
+    # -- the print proxy (share = "proxy") ----------------------------------------------
+    def serve(self, notify: Callable[[Result], None]) -> None:
+        """In proxy mode, start the print proxy the POS application prints through
+        (``escpos.proxy``); every job it passes feeds the counters, a lost one is an event."""
+        sharing = getattr(self.device, "sharing", None)
+        if self.share != "proxy" or sharing is None:
+            return
+
+        def lost(client: str, n: int, reason: str) -> None:
+            notify(Result.fail("PRINT_JOB_LOST", f"{self._where}: a print job from {client} could not be printed "
+                               f"({n} bytes lost): {reason}", facts={"client": client, "bytes_lost": n},
+                               fields={"client": client}, measurements={"bytes_lost": n}))
+
+        self._proxy = PrintProxy(self._link, listen=sharing.proxy_listen, pty_path=sharing.proxy_pty or None,
+                                 job_idle=sharing.job_idle, job_timeout=sharing.job_timeout, on_job=self._proxied,
+                                 on_lost=lost, line_mm=self.options.line_height_mm, where=self._where)
+        self._proxy.start()
+
+    def _proxied(self, counts: JobCounts, client: str) -> None:
+        self._state.update(lambda store: store.add_printed(counts.lines, round(counts.paper_mm, 1), counts.cuts))
+
     def close(self) -> None:
+        if self._proxy is not None:
+            self._proxy.close()
         self._link.close()

@@ -18,6 +18,17 @@ CODES: dict[str, Code] = {
         N_("Paper near end"),
         hint=N_("The paper roll is nearly used up: have a new roll of the right width ready."),
     ),
+    "PRINT_JOB_LOST": code(
+        FAIL,
+        N_("A receipt from the POS application ({client}) could not be printed: {bytes_lost} bytes lost"),
+        N_("A receipt from the POS application could not be printed"),
+        hint=N_("The printer did not take a receipt the POS application sent through posagent: check the printer (paper, cover, cable, power) and print the receipt again from the POS application."),
+    ),
+    "PRINT_PROXY_UNAVAILABLE": code(
+        UNKNOWN,
+        N_("The print proxy cannot listen on its port or path"),
+        hint=N_("Another program uses the proxy's port or path (proxy_listen, proxy_pty): stop it or choose another, then restart posagent."),
+    ),
     "PRINTER_COVER_OPEN": code(
         FAIL, N_("Printer cover open"), hint=N_("Close the printer cover firmly until it clicks.")
     ),

@@ -10,6 +10,14 @@ from __future__ import annotations
 LF, CR, HT, FF, CAN, DLE, ESC, FS, GS = 0x0A, 0x0D, 0x09, 0x0C, 0x18, 0x10, 0x1B, 0x1C, 0x1D
 EOT, ENQ, DC4 = 0x04, 0x05, 0x14
 
+#: Paper a print layer advances (the simulated printer and the job scanner count alike):
+#: one text line at the default spacing (ESC 2, 1/6 inch), a QR code, the feed of a
+#: GS V 65/66 cut; raster and ESC J units at 203 dpi (8 dots per mm).
+LINE_MM = 4.23
+QR_MM = 12.5
+CUT_FEED_MM = 3.0
+DOTS_PER_MM = 8.0
+
 #: ESC x: parameter bytes of fixed-length commands.
 ESC_FIXED: dict[int, int] = {
     0x0C: 0, 0x20: 1, 0x21: 1, 0x24: 2, 0x25: 1, 0x2D: 1, 0x32: 0, 0x33: 1, 0x3C: 0, 0x3D: 1,

@@ -27,7 +27,9 @@ from typing import Any, ClassVar
 from posagent.drivers.escpos.commands import (
     CAN,
     CR,
+    CUT_FEED_MM,
     DLE,
+    DOTS_PER_MM,
     ENQ,
     EOT,
     ESC,
@@ -39,6 +41,8 @@ from posagent.drivers.escpos.commands import (
     GS_FIXED,
     HT,
     LF,
+    LINE_MM,
+    QR_MM,
     command_length,
 )
 from posagent.drivers.simulator import ByteSimulator, KnobSpec
@@ -46,9 +50,6 @@ from posagent.drivers.simulator import ByteSimulator, KnobSpec
 __all__ = ["EscposSim", "command_length"]
 
 MAX_QUEUE = 1 << 20
-LINE_MM = 4.23
-QR_MM = 12.5
-CUT_FEED_MM = 3.0
 
 class EscposSim(ByteSimulator):
     family = "escpos"
@@ -78,6 +79,7 @@ class EscposSim(ByteSimulator):
         self.printed_lines: list[str] = []
         self.qr_printed: list[str] = []
         self.cuts = 0
+        self.images = 0
         self.printed_mm = 0.0
         self.resets = 0
         self.recoveries = 0
@@ -219,7 +221,7 @@ class EscposSim(ByteSimulator):
             self._advance(cmd[2] * LINE_MM)
         elif op == 0x4A:  # ESC J n: print and feed n motion units
             self._commit_line(always=False)
-            self._advance(cmd[2] / 8.0)
+            self._advance(cmd[2] / DOTS_PER_MM)
         elif op in (0x69, 0x6D):  # ESC i / ESC m: cut (older models)
             return self._cut()
         elif op == 0x76:  # ESC v: paper sensor status (older models)
@@ -239,6 +241,11 @@ class EscposSim(ByteSimulator):
                 return self._paper_reply()
             if cmd[2] in (2, 50):
                 return bytes((0x01 if self.k["drawer"] == "high" else 0x00,))
+            return b""
+        if op == 0x76 and len(cmd) >= 8:  # GS v 0 m xL xH yL yH d: a raster image, yL + yH * 256 dots high
+            self._commit_line(always=False)
+            self._advance(int.from_bytes(cmd[6:8], "little") / DOTS_PER_MM)
+            self.images += 1
             return b""
         if op == 0x56:  # GS V m [n]
             self._commit_line(always=False)

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from posagent.drivers.simulator import SimHandle, start_sim
 from tests.integration.collector import Collector
 
 
@@ -15,3 +16,11 @@ def collector() -> Iterator[Collector]:
     c = Collector().start()
     yield c
     c.stop()
+
+
+@pytest.fixture
+def sim() -> Iterator[SimHandle]:
+    """A simulated ESC/POS printer on a real pty, recording every byte it receives."""
+    handle = start_sim("escpos", {})
+    yield handle
+    handle.stop()

@@ -5,6 +5,8 @@
     python -m tests.integration.pos_app excl PATH SECONDS       hold it open with TIOCEXCL
     python -m tests.integration.pos_app open PATH SECONDS       hold it open, no lock at all
     python -m tests.integration.pos_app tcp HOST PORT SECONDS   connect every 100 ms, ask DLE EOT 1
+    python -m tests.integration.pos_app print HOST PORT N       print N receipts through a print proxy
+    python -m tests.integration.pos_app printpty PATH N         the same through the proxy's pty
 
 The holding modes print ``ready`` once the port is held and ``released`` when it is let
 go: after SECONDS, or as soon as stdin closes (the test's way to end early); the wait is a
@@ -66,6 +68,55 @@ def hold_open(path: str, seconds: float) -> None:
     os.close(fd)
 
 
+ESC, GS = b"\x1b", b"\x1d"
+
+
+def raster(width_bytes: int, height: int, fill: bytes) -> bytes:
+    """GS v 0: an image whose data is ``fill`` repeated (bytes that look like commands)."""
+    data = (fill * (width_bytes * height))[: width_bytes * height]
+    return GS + b"v0\x00" + width_bytes.to_bytes(2, "little") + height.to_bytes(2, "little") + data
+
+
+def receipt(n: int) -> bytes:
+    """A receipt as a POS application sends one: init, text, an image whose data holds
+    10 04 01 / 10 04 04 (DLE EOT, which a printer answers wherever it finds it) and LFs,
+    a barcode, a QR code, feed and cut."""
+    qr = b"https://example.invalid/r/%d" % n
+    store = GS + b"(k" + (len(qr) + 3).to_bytes(2, "little") + b"1P0" + qr
+    return (ESC + b"@" + b"SHOP %d\n" % n + b"1 x coffee      3.50\n" + b"TOTAL           3.50\n"
+            + raster(8, 24, b"\x10\x04\x01\x10\x04\x04\x0a\x1d") + b"thanks\n"
+            + GS + b"k\x04" + b"*12345*\x00"  # CODE39, NUL-terminated data
+            + store + GS + b"(k\x03\x001Q0"  # store, then print, the QR code
+            + ESC + b"d\x03" + ESC + b"J\x10" + GS + b"VA\x00")
+
+
+def print_receipts(host: str, port: int, n: int) -> None:
+    """One connection per receipt, as POS applications print to port 9100: send it, close
+    our side, read what the printer answered until the proxy closes."""
+    back = 0
+    for i in range(n):
+        job = receipt(i)
+        with socket.create_connection((host, port), timeout=30.0) as s:
+            s.sendall(job[:100])
+            select.select([], [], [], 0.03)  # the POS application's own pace: a job arrives in pieces
+            s.sendall(job[100:])
+            s.shutdown(socket.SHUT_WR)
+            for _ in range(10_000):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                back += len(chunk)
+    print(json.dumps({"receipts": n, "bytes_back": back}), flush=True)
+
+
+def print_to_pty(path: str, n: int) -> None:
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+    for i in range(n):
+        os.write(fd, receipt(i))
+    os.close(fd)
+    print(json.dumps({"receipts": n}), flush=True)
+
+
 def tcp_client(host: str, port: int, seconds: float) -> None:
     waits: list[float] = []
     failed = 0
@@ -101,6 +152,10 @@ def main(argv: list[str]) -> int:
         hold_exclusive(argv[1], float(argv[2]))
     elif mode == "open":
         hold_open(argv[1], float(argv[2]))
+    elif mode == "print":
+        print_receipts(argv[1], int(argv[2]), int(argv[3]))
+    elif mode == "printpty":
+        print_to_pty(argv[1], int(argv[2]))
     elif mode == "tcp":
         tcp_client(argv[1], int(argv[2]), float(argv[3]))
     else:

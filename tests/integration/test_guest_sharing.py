@@ -81,13 +81,6 @@ class PosApp:
 
 
 @pytest.fixture
-def sim() -> Iterator[SimHandle]:
-    handle = start_sim("escpos", {})
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture
 def lock_dir(tmp_path: Path) -> Iterator[Path]:
     d = tmp_path / "lock"
     d.mkdir()
