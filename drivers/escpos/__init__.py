@@ -41,6 +41,7 @@ from posagent.drivers.escpos.status import (
     Finding,
     Identity,
     check_eot_reply,
+    decode_port_status,
     decode_status,
     eot_query,
     grade,
@@ -113,10 +114,17 @@ class EscposDriver(Driver):
     def read_status(self, wait_free: float = 0.0) -> EscposStatus:
         """DLE EOT 1..4, decoded; raises DeviceError (silence, garbage, no device), DeviceBusy
         when another program holds the printer for longer than ``wait_free`` seconds."""
-        st = self._link.exchange(lambda s: decode_status(bytes(self._query_on(s, n) for n in EOT_KINDS)),
-                                 wait_free=wait_free)
+        st = self._link.exchange(self._status_on, wait_free=wait_free)
         self._state.update(lambda store: store.paper_state(st.paper == "end"))
         return st
+
+    def _status_on(self, s: Stream) -> EscposStatus:
+        """DLE EOT 1-4, or, on a printer bound to usblp (a guest's /dev/usb/lpN), the USB
+        printer class port status (LPGETSTATUS): nothing is written to the printer at all."""
+        port_status = getattr(s, "port_status", None)
+        if callable(port_status):
+            return decode_port_status(port_status())
+        return decode_status(bytes(self._query_on(s, n) for n in EOT_KINDS))
 
     def read_identity(self) -> Identity:
         """GS I, asked now (see ``escpos.identity``)."""

@@ -21,6 +21,8 @@ from posagent.drivers.escpos.counters import IdentityMemo, PrinterState
 from posagent.drivers.escpos.options import EscposOptions
 from posagent.drivers.escpos.status import (
     ID_BYTE_QUERIES,
+    ID_MAKER,
+    ID_MODEL_NAME,
     ID_STRING_END,
     ID_STRING_MAX,
     ID_STRING_QUERIES,
@@ -29,6 +31,7 @@ from posagent.drivers.escpos.status import (
     check_id_byte,
     gs_i,
     identity_from,
+    identity_from_device_id,
     parse_id_string,
 )
 from posagent.drivers.transport.link import Link
@@ -97,6 +100,10 @@ class IdentityReader:
         return identity_from(ids, strings)
 
     def _ask(self, s: Any) -> tuple[dict[int, int], dict[int, str]]:
+        device_id = getattr(s, "device_id", None)
+        if callable(device_id):  # a guest's /dev/usb/lpN: the IEEE 1284 ID, nothing written
+            ident = identity_from_device_id(device_id())
+            return {}, {k: v for k, v in ((ID_MAKER, ident.maker), (ID_MODEL_NAME, ident.model_name)) if v}
         timeout = self._options.identity_timeout
         ids: dict[int, int] = {}
         strings: dict[int, str] = {}

@@ -291,3 +291,61 @@ def identity_from(ids: dict[int, int], strings: dict[int, str]) -> Identity:
     return Identity(model_id=ids.get(ID_MODEL), type_id=type_id, rom_id=ids.get(ID_ROM),
                     firmware=strings.get(ID_FIRMWARE) or None, maker=strings.get(ID_MAKER) or None,
                     model_name=strings.get(ID_MODEL_NAME) or None, type_flags=flags)
+
+
+# -- the USB printer class port status (usblp's LPGETSTATUS) ---------------------------
+
+#: GET_PORT_STATUS bits (USB Printer Class 1.1, 4.2.2; the IEEE 1284 status lines).
+PORT_PAPER_EMPTY = 0x20  # bit 5: PError, no paper
+PORT_SELECTED = 0x10     # bit 4: Select, the printer is online
+PORT_NOT_ERROR = 0x08    # bit 3: nFault, 1 = no error
+
+
+@dataclass(frozen=True)
+class PortStatus(EscposStatus):
+    """A status read as the USB printer class port status byte rather than asked with
+    DLE EOT: what a guest reads through usblp (``LPGETSTATUS``), where ESC/POS bytes would
+    go into the POS application's print stream.
+
+    The byte says less than the four DLE EOT replies: paper empty, selected (online) and
+    an error line, no cause. ``port`` is the byte as received. ``raw`` was not received:
+    it holds the DLE EOT replies the byte stands for (valid reply bytes;
+    ``decode_status(bytes(raw))`` gives the same flags), so code that reads ``raw`` as
+    four replies still reads the truth. ``hex()`` gives the byte received, one hex pair,
+    so a result's ``status_bytes`` shows one pair for a port status and four for DLE EOT
+    replies."""
+
+    port: int = 0
+
+    def hex(self) -> str:
+        return f"{self.port:02X}"
+
+
+def decode_port_status(b: int) -> PortStatus:
+    """The GET_PORT_STATUS byte ``b`` as a status ``grade()`` grades like DLE EOT replies:
+    paper empty sets ``paper_end`` (``paper == "end"``, PAPER_END, as DLE EOT 4 reports an
+    empty roll); not selected sets ``offline``; the error line (0x08 clear) sets
+    ``error``. A printer out of paper often also drops Select or raises the error line;
+    grade() then names paper end alone, the cause it has. Offline or error without paper
+    empty grades as PRINTER_OFFLINE. Reserved bits are ignored; a value that is not
+    a byte is a ProtocolError."""
+    if not 0 <= b <= 0xFF:
+        raise ProtocolError(f"port status {b} is not a byte")
+    paper_end = bool(b & PORT_PAPER_EMPTY)
+    offline = not b & PORT_SELECTED
+    error = not b & PORT_NOT_ERROR
+    # The DLE EOT replies saying the same: 0x12 plus the bits of EOT_BITS.
+    raw = (EOT_REPLY_FIXED | (0x08 if offline else 0),
+           EOT_REPLY_FIXED | (0x40 if error else 0),
+           EOT_REPLY_FIXED,
+           EOT_REPLY_FIXED | (0x60 if paper_end else 0))
+    return PortStatus(raw=raw, offline=offline, error=error, paper_end=paper_end, port=b)
+
+
+def identity_from_device_id(d: dict[str, str]) -> Identity:
+    """An Identity from the IEEE 1284 device ID (usblp.parse_device_id's names): the
+    manufacturer as ``maker`` and the model as ``model_name``, so ``Identity.model`` reads
+    "EPSON TM-T88V" as it does from GS I 66/67. The ID has no firmware or GS I bytes."""
+    maker = (d.get("manufacturer") or "").strip() or None
+    model = (d.get("model") or "").strip() or None
+    return Identity(maker=maker, model_name=model)

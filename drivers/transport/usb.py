@@ -4,21 +4,47 @@ kernel bound a driver, and a byte stream over bulk endpoints (``usb://VID:PID``)
 Options in the URL query: ``interface`` (default 0), ``in_ep`` / ``out_ep`` (endpoint
 addresses, e.g. 0x82 / 0x01; discovered from the interface's bulk endpoints when absent).
 pyusb is imported only here, inside the functions, only when a usb: URL is used.
+
+How the device is shared (``share``) decides whether posagent may take it from the kernel:
+
+- ``"guest"`` (printers' default): the POS application prints through the kernel's
+  ``usblp`` (``/dev/usb/lp0``, or CUPS on it). When usblp is bound to the printer the
+  stream is a ``UsblpStream`` on that node (usblp.py) and pyusb is not used at all. When
+  no usblp is bound, the pyusb stream is used WITHOUT detaching anything: an interface
+  another kernel driver holds, or one another program claimed through libusb, is
+  ``DeviceBusy``; the device's configuration is set only when it has none.
+- ``"owner"`` / ``"proxy"``: posagent owns the device. A kernel driver on the interface
+  is detached as before, and ``close()`` releases the interface and attaches the driver
+  again, so ``/dev/usb/lp0`` comes back when posagent lets go.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import time
 from typing import Any
 
 from posagent.config.urls import DeviceURL
-from posagent.core.errors import DeviceError, DeviceIOError, DeviceNotFound, DeviceTimeout
-from posagent.drivers.transport import LineOverflow
+from posagent.core.errors import DeviceBusy, DeviceError, DeviceIOError, DeviceNotFound, DeviceTimeout
+from posagent.drivers.transport import LineOverflow, usblp
+from posagent.drivers.transport.usblp import UsblpStream
+
+log = logging.getLogger(__name__)
 
 
-def open_usb(url: DeviceURL, **_: Any) -> UsbStream:
-    """The ``usb:`` opener: a byte stream over the device's bulk endpoints."""
-    return UsbStream(url)
+def open_usb(url: DeviceURL, *, share: str = "owner", **_: Any) -> UsbStream | UsblpStream:
+    """The ``usb:`` opener: the usblp node of the device for a guest when usblp is bound to
+    it, else a byte stream over the device's bulk endpoints (see the module's docstring).
+    A share mode other than "guest" is an owner's ("proxy" owns the device too)."""
+    if share != "guest":
+        return UsbStream(url, detach=True)
+    vid, pid = int(url.params["vendor"]), int(url.params["product"])  # type: ignore[call-overload]
+    interface = url.params.get("interface")
+    node = usblp.find(vid, pid, None if interface is None else int(interface))  # type: ignore[call-overload]
+    if node is not None:
+        return UsblpStream(node)
+    return UsbStream(url, detach=False)
 
 
 def find_device(vendor: int, product: int) -> Any | None:
@@ -52,9 +78,13 @@ def describe(dev: Any, interface: int = 0) -> dict[str, Any]:
 
 
 class UsbStream:
-    """The ByteStream calls over a device's bulk IN/OUT endpoints."""
+    """The ByteStream calls over a device's bulk IN/OUT endpoints.
 
-    def __init__(self, url: DeviceURL) -> None:
+    ``detach`` (an owner's open): a kernel driver bound to the interface is detached, and
+    attached again by ``close()``. Without it (a guest's open) a bound kernel driver, or
+    another program's libusb claim, is DeviceBusy, and nothing of the device is changed."""
+
+    def __init__(self, url: DeviceURL, *, detach: bool = True) -> None:
         import usb.core  # deferred: pyusb (and libusb) only for usb: URLs
         import usb.util  # deferred: as above
 
@@ -68,12 +98,47 @@ class UsbStream:
         self.name = f"usb {vid:04x}:{pid:04x}"
         self.where: dict[str, Any] = {"usb_id": f"{vid:04x}:{pid:04x}"}
         intf_no = int(url.params.get("interface", 0))  # type: ignore[call-overload]
+        self._intf_no = intf_no
+        #: Whether we detached a kernel driver, which close() must attach again.
+        self._detached = False
+        self._closed = False
+        self._buf = bytearray()
+        try:
+            self._claim(url, intf_no, vid, pid, detach)
+        except BaseException:
+            self.close()  # a driver detached before the failure goes back to the kernel
+            raise
+
+    def _claim(self, url: DeviceURL, intf_no: int, vid: int, pid: int, detach: bool) -> None:
+        """Take interface ``intf_no`` (detaching its kernel driver if ``detach``) and find
+        the bulk endpoints."""
+        import usb.core  # deferred: pyusb (and libusb) only for usb: URLs
+        import usb.util  # deferred: as above
+
+        dev = self.dev
         try:
             if dev.is_kernel_driver_active(intf_no):
+                if not detach:
+                    driver = usblp.kernel_driver(vid, pid, intf_no) or "a kernel driver"
+                    raise DeviceBusy(f"{self.name}: the interface is bound to {driver}; set share = \"owner\" "
+                                     "to let posagent detach it",
+                                     facts={**self.where, "reason": "in_use", "driver": driver})
                 dev.detach_kernel_driver(intf_no)
-            dev.set_configuration()
-            intf = dev.get_active_configuration()[(intf_no, 0)]
+                self._detached = True
+            if detach:
+                dev.set_configuration()
+                cfg = dev.get_active_configuration()
+            else:
+                cfg = self._configuration_as_is()
+            intf = cfg[(intf_no, 0)]
+            if not detach:
+                # Claimed now, not at the first transfer: a program holding the interface
+                # through libusb makes this open busy rather than the first write fail.
+                usb.util.claim_interface(dev, intf_no)
         except (usb.core.USBError, NotImplementedError) as e:
+            if not detach and getattr(e, "errno", None) == errno.EBUSY:
+                raise DeviceBusy(f"{self.name}: interface {intf_no} is claimed by another program",
+                                 facts={**self.where, "reason": "in_use", "interface": intf_no}) from e
             raise DeviceError(f"{self.name}: cannot claim interface {intf_no}: {e} "
                               "(udev rule for the posagent group missing?)", code="DEVICE_PERMISSION_DENIED",
                               measurements=self.where) from e
@@ -89,7 +154,15 @@ class UsbStream:
 
         self.out_ep = int(url.params["out_ep"]) if "out_ep" in url.params else pick(usb.util.ENDPOINT_OUT)  # type: ignore[call-overload]
         self.in_ep = int(url.params["in_ep"]) if "in_ep" in url.params else pick(usb.util.ENDPOINT_IN)  # type: ignore[call-overload]
-        self._buf = bytearray()
+
+    def _configuration_as_is(self) -> Any:
+        """The active configuration, set only when the device has none: setting it again
+        resets the interfaces' state under whoever else uses the device."""
+        try:
+            return self.dev.get_active_configuration()
+        except self._usb_core.USBError:
+            self.dev.set_configuration()  # unconfigured: nobody can be using it
+            return self.dev.get_active_configuration()
 
     def write(self, data: bytes, timeout: float = 5.0) -> None:
         try:
@@ -156,9 +229,26 @@ class UsbStream:
         return dropped
 
     def close(self) -> None:
-        try:
-            import usb.util  # deferred: pyusb only for usb: URLs (loaded by now)
+        """Let go of the device; a kernel driver we detached is attached again (usblp's
+        /dev/usb/lpN comes back for the POS application). Never raises: each step that
+        fails (the device was unplugged, the driver refuses) is logged at debug."""
+        if self._closed:
+            return
+        self._closed = True
+        import usb.util  # deferred: pyusb only for usb: URLs (loaded by now)
 
-            usb.util.dispose_resources(self.dev)
-        except Exception:
-            pass
+        dev = self.dev
+        if self._detached:
+            self._detached = False
+            try:
+                usb.util.release_interface(dev, self._intf_no)
+            except Exception as e:
+                log.debug("%s: releasing interface %d: %s", self.name, self._intf_no, e)
+            try:
+                dev.attach_kernel_driver(self._intf_no)
+            except Exception as e:
+                log.debug("%s: attaching the kernel driver to interface %d again: %s", self.name, self._intf_no, e)
+        try:
+            usb.util.dispose_resources(dev)
+        except Exception as e:
+            log.debug("%s: disposing of the device: %s", self.name, e)
