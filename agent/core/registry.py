@@ -105,12 +105,19 @@ def available(group: str) -> list[str]:
 def load_plugin(group: str, name: str) -> Any:
     """The object registered as ``name`` in ``group``; ValueError (one sentence, with a
     suggestion) when there is none or it does not import."""
+    loaded = _loaded.get((group, name))
+    if loaded is not None:
+        return loaded  # (a guest's every exchange opens its port: the lookup must cost nothing)
     what = {SIMS: "simulator", TRANSPORTS: "transport"}.get(group, group)
     ep = _group(group).get(name)
     if ep is None:
         prefix = "sim://" if group == SIMS else ""
         raise ValueError(f"no {what} for '{prefix}{name}' ({did_you_mean(name, _group(group))})")
     try:
-        return ep.load()
+        loaded = _loaded[(group, name)] = ep.load()
     except (ImportError, AttributeError) as e:
         raise ValueError(f"{what} '{name}' is not available in this build ({e})") from e
+    return loaded
+
+
+_loaded: dict[tuple[str, str], Any] = {}
