@@ -74,9 +74,13 @@ def is_eot_reply(b: int) -> bool:
 
 def eot_query(n: int) -> bytes:
     """The bytes of ``DLE EOT n``."""
-    if n not in EOT_KINDS:
+    query = _EOT_QUERIES.get(n)
+    if query is None:
         raise ValueError(f"DLE EOT n must be 1..4, not {n}")
-    return bytes((DLE, EOT, n))
+    return query
+
+
+_EOT_QUERIES = {n: bytes((DLE, EOT, n)) for n in EOT_KINDS}
 
 
 def check_eot_reply(n: int, data: bytes) -> int:

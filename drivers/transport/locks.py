@@ -25,7 +25,7 @@ import errno
 import fcntl
 import logging
 import os
-import threading
+import time
 from dataclasses import dataclass
 
 from posagent.core.errors import DeviceBusy
@@ -103,7 +103,6 @@ class UucpLock:
 
     device_path: str
     path: str = ""  # the lock file we made, "" when we hold none
-    _inode: int = 0  # its inode: release removes it only if it is still the file we made
 
     def acquire(self) -> None:
         """Raise DeviceBusy when a live lock names another process; else take the lock in
@@ -116,12 +115,12 @@ class UucpLock:
             target = os.path.join(d, name)
             for _attempt in (1, 2):  # once more after a stale lock was removed
                 try:
-                    inode = self._create(target)
+                    made = self._create(target)
                 except PermissionError:
                     self._refuse_if_held(target)  # cannot write here, but a lock here counts
                     break
-                if inode:
-                    self.path, self._inode = target, inode
+                if made:
+                    self.path = target
                     return
                 self._refuse_if_held(target)  # raises for a live lock; removes a stale one
             else:
@@ -131,10 +130,11 @@ class UucpLock:
                   f"{self.device_path} is used without a UUCP lock file (the others are still checked)")
 
     def release(self) -> None:
-        """Remove our lock file (only if it still names us). Never raises."""
+        """Remove our lock file. Never raises. (Nobody else removes a lock whose process
+        is alive, so the file is still ours.)"""
         path, self.path = self.path, ""
-        with contextlib.suppress(OSError):
-            if path and os.lstat(path).st_ino == self._inode:
+        if path:
+            with contextlib.suppress(OSError):
                 os.unlink(path)
 
     def _refuse_if_held(self, path: str) -> None:
@@ -143,6 +143,9 @@ class UucpLock:
         pid = read_pid(path)
         if pid == os.getpid():
             return  # ours (a nested exchange in this process)
+        if pid is None and _young(path):
+            raise DeviceBusy(f"{self.device_path} is being locked by another program ({path})",
+                             facts={"path": self.device_path, "reason": "uucp_lock"})
         if pid is not None and pid_alive(pid):
             raise DeviceBusy(f"{self.device_path} is locked by process {pid} ({path})",
                              facts={"path": self.device_path, "reason": "uucp_lock", "holder_pid": pid})
@@ -152,25 +155,28 @@ class UucpLock:
             os.unlink(path)
 
     @staticmethod
-    def _create(target: str) -> int:
-        """Write our PID to a temporary file and link it into place (atomic: link(2) fails
-        with EEXIST when another process got there first). The lock's inode when it is
-        ours, else 0."""
-        tmp = os.path.join(os.path.dirname(target), f"LTMP.{os.getpid()}.{threading.get_ident()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    def _create(target: str) -> bool:
+        """Create the lock file with O_EXCL (atomic: it fails with EEXIST when another
+        process got there first) and write our PID into it; True when the lock is ours.
+        (Between the create and the write the file is empty for microseconds:
+        ``_refuse_if_held`` takes a young empty lock file as held.)"""
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            return False
         try:
             os.write(fd, b"%10d\n" % os.getpid())
-            inode = os.fstat(fd).st_ino
         finally:
             os.close(fd)
-        try:
-            os.link(tmp, target)
-            return inode
-        except FileExistsError:
-            return 0
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        return True
+
+
+def _young(path: str, seconds: float = 5.0) -> bool:
+    """Whether ``path`` was modified less than ``seconds`` ago (a lock file being written)."""
+    try:
+        return time.time() - os.stat(path).st_mtime < seconds
+    except OSError:
+        return False
 
 
 def flock_or_busy(fd: int, device_path: str) -> None:

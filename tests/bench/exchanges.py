@@ -77,21 +77,18 @@ def guest_variants(path: str, url: str, state_dir: str, lock_dir: str) -> dict[s
     """One whole status read of a printer shared with the POS application, against FLOOR:
     the same system calls written out (open, tcgetattr/tcsetattr clearing HUPCL, flock,
     four write + poll + read, close), and FLOOR plus the UUCP lock file the agent also
-    takes (write a temporary file, link it into place, unlink both)."""
+    takes (created with O_EXCL, the PID written, removed after)."""
     os.environ["POSAGENT_LOCK_DIR"] = lock_dir
     drv: Any = driver(state_dir, "receipt", "escpos", url + "?baudrate=115200", share="guest")
     lock_path = os.path.join(lock_dir, "LCK.." + os.path.realpath(path).removeprefix("/dev/").replace("/", "_"))
-    tmp_path = os.path.join(lock_dir, f"LTMP.{os.getpid()}")
     pid_line = b"%10d\n" % os.getpid()
 
     def raw(with_lock_file: bool) -> Callable[[], bytes]:
         def once() -> bytes:
-            if with_lock_file:
-                t = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            if with_lock_file:  # as the agent takes it: O_EXCL create, the PID written
+                t = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 os.write(t, pid_line)
                 os.close(t)
-                os.link(tmp_path, lock_path)
-                os.unlink(tmp_path)
             fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
             attrs = termios.tcgetattr(fd)
             if attrs[2] & termios.HUPCL:

@@ -159,3 +159,15 @@ def test_guest_open_of_nothing_is_not_found(lock_dir: Path, tmp_path: Path) -> N
     with pytest.raises(DeviceNotFound):
         open_serial_guest(parse_url(f"serial://{tmp_path}/ttyUSB9"), {})
     assert not list(lock_dir.iterdir())  # no lock file left behind
+
+
+def test_an_empty_lock_file_is_being_written_while_young_and_stale_when_old(lock_dir: Path) -> None:
+    empty = lock_dir / "LCK..ttyS0"
+    empty.write_text("")
+    with pytest.raises(DeviceBusy):  # another process between its create and its write
+        UucpLock("/dev/ttyS0").acquire()
+    os.utime(empty, (0, 0))  # an empty file left behind long ago
+    lock = UucpLock("/dev/ttyS0")
+    lock.acquire()
+    assert read_pid(str(empty)) == os.getpid()
+    lock.release()
