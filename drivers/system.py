@@ -4,8 +4,12 @@ Disk free on the state dir's filesystem, memory, load, CPU temperature where the
 exposes one, uptime, and clock sanity (a year before the build year means the RTC
 battery died and TLS certificates will look invalid). No URL.
 
+Power-cycle hygiene from what the daemon recorded of the box's boots (``core.power``):
+``boots_24h``, ``unclean_shutdowns_24h``, ``last_off_s``.
+
 Codes: SYSTEM_OK, DISK_LOW (warn), DISK_FULL (fail), MEMORY_LOW (warn), LOAD_HIGH (warn),
-TEMP_HIGH (warn) / TEMP_CRITICAL (fail), CLOCK_WRONG (fail).
+TEMP_HIGH (warn) / TEMP_CRITICAL (fail), CLOCK_WRONG (fail), POWER_CYCLED_OFTEN (warn),
+POWER_RESTORED_TOO_FAST (warn).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from posagent.core import power
 from posagent.core.base import Driver, Measurements, Result, Status
 from posagent.core.version import BUILD_YEAR
 from posagent.drivers.system_codes import CODES
@@ -31,6 +36,8 @@ class SystemOptions:
     load_warn_per_cpu: float = 4.0
     temp_warn_c: float = 80.0
     temp_fail_c: float = 95.0
+    max_boots_per_day: int = 3  # more boots in 24 h: POWER_CYCLED_OFTEN
+    min_off_s: float = 60.0  # switched on again sooner after being off: POWER_RESTORED_TOO_FAST
 
 
 def snapshot(path: str) -> dict[str, Any]:
@@ -118,13 +125,33 @@ class SystemDriver(Driver):
             findings.append((Status.WARN, "TEMP_HIGH", f"CPU at {temp:g} °C"))
         measurements: Measurements = {k: v for k, v in s.items() if isinstance(v, int | float)}
         fields = {"uptime_s": s["uptime_s"], "disk_free_pct": free_pct, "clock": s["clock"]}
+        findings += self._power(fields, measurements)
         if not findings:
             disk = f"disk {free_pct:g} % free" if free_pct is not None else "disk size not reported"
             msg = f"{disk}, memory {s['memory_used_pct']:g} % used"
             if temp is not None:
                 msg += f", CPU {temp:g} °C"
             return Result.ok("SYSTEM_OK", msg, measurements=measurements, fields=fields)
-        findings.sort(key=lambda f: f[0], reverse=True)
+        findings.sort(key=lambda f: f[0].severity, reverse=True)
         status, code, _ = findings[0]
         return Result(status, code, "; ".join(f[2] for f in findings), measurements=measurements,
                       fields=fields)
+
+    def _power(self, fields: dict[str, Any], measurements: Measurements) -> list[tuple[Status, str, str]]:
+        """Power-cycle hygiene from what the daemon recorded (``core.power``)."""
+        boots = power.load(self.env.state_dir) if self.env.state_dir else []
+        if not boots:
+            return []
+        now = time.time()
+        p = power.summary(boots, now)
+        fields.update(p.fields())
+        measurements.update(p.fields())
+        o: SystemOptions = self.options
+        found: list[tuple[Status, str, str]] = []
+        if p.boots_24h > o.max_boots_per_day:
+            found.append((Status.WARN, "POWER_CYCLED_OFTEN",
+                          f"{p.boots_24h} boots in 24 h (more than {o.max_boots_per_day})"))
+        if p.last_off_s is not None and p.last_off_s < o.min_off_s and now - boots[-1].booted_at < power.DAY:
+            found.append((Status.WARN, "POWER_RESTORED_TOO_FAST",
+                          f"switched on again {p.last_off_s:g} s after going off (wait at least {o.min_off_s:g} s)"))
+        return found

@@ -27,6 +27,18 @@ CODES: dict[str, Code] = {
         N_("System load high: {load1} on {cpu_count} CPUs"),
         hint=N_("The box is overloaded: check for runaway programs."),
     ),
+    "POWER_CYCLED_OFTEN": code(
+        WARN,
+        N_("Switched on {boots_24h} times in 24 hours"),
+        N_("Switched off and on too often"),
+        hint=N_("The terminal is switched off and on too often: each cycle wears the power supply, the disk and the printer. Leave it on; if it restarts by itself, check the power cable, the socket and the UPS."),
+    ),
+    "POWER_RESTORED_TOO_FAST": code(
+        WARN,
+        N_("Switched on again {last_off_s} s after it went off"),
+        N_("Switched on again too soon after it went off"),
+        hint=N_("After switching the terminal off, wait at least a minute before switching it on again, so the power supply and the devices reset fully."),
+    ),
     "MEMORY_LOW": code(
         WARN,
         N_("Memory low: {memory_used_pct} % used"),

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from posagent.config.model import Config
+from posagent.core import power
 from posagent.core.base import Result
 from posagent.daemon import jobs
 from posagent.daemon.jobs import Job, selftest_bound, status_bound
@@ -119,6 +120,8 @@ class Daemon:
                 log.error("%s (is the state dir writable by this user?)", e)
                 return EX_CANTCREAT
             cfg = self.config
+            power.record_start(cfg.agent.state_dir, schedule.read_boot_id(), self.clock().timestamp(),
+                               schedule.system_uptime())
             self._next_poll = self._hold.until
             self._next_hb = self._phase_deadline(self._hold.until)
             self._plan_selftest()
@@ -311,6 +314,7 @@ class Daemon:
     def _report_heartbeat(self, results: DeviceResults, system: dict[str, Any]) -> None:
         if self._current().reporter.heartbeat(results, system):
             self.heartbeats += 1
+        power.record_alive(self.config.agent.state_dir, self.clock().timestamp())
 
     def _report_event(self, change: Change) -> None:
         """Report ``change`` now, or, for a device whose faults a whole fleet sees at once
@@ -369,5 +373,6 @@ class Daemon:
             if not services.delivery.stop(STOP_GRACE):
                 log.warning("stopping: abandoning a delivery in flight (it stays in the outbox)")
             services.outbox.close()
+            power.record_stop(self.config.agent.state_dir, self.clock().timestamp())
         self.notifier.close()
         log.info("posagent stopped")

@@ -8,9 +8,11 @@ so a heartbeat is made, stored and sent the same way whoever asks for it.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from posagent.config.model import Config
+from posagent.core import power
 from posagent.drivers.system import snapshot
 from posagent.fleet import prom
 from posagent.fleet.messages import DeviceResults
@@ -31,6 +33,9 @@ def status_round(runner: Runner, config: Config) -> tuple[DeviceResults, dict[st
     except Exception as e:  # psutil oddities must not cost the heartbeat
         log.warning("system figures unavailable: %s", e)
         system = {}
+    boots = power.load(config.agent.state_dir)
+    if boots:  # what the daemon recorded of the box's boots (power-cycle hygiene)
+        system.update(power.summary(boots, time.time()).fields())
     return results, system
 
 
