@@ -211,6 +211,7 @@ class Daemon:
         last_run, _ = schedule.load_runs(cfg.agent.state_dir)
         plan = schedule.plan_selftest(now, cfg.schedule, cfg.agent.terminal_id, last_run, first_seen)
         self._plan = schedule.hold_back(plan, now + dt.timedelta(seconds=self._hold.left()), cfg.schedule, self._rng)
+        self.state.next_selftest = self._plan.at
         log.info("next self-test %s at %s", self._plan.trigger, self._plan.at.isoformat(timespec="seconds"))
 
     def _poll_interval(self) -> float:
@@ -281,6 +282,7 @@ class Daemon:
         log.info("self-test (%s) at level %s%s", plan.trigger, level.label, f": {reason}" if reason else "")
         schedule.record_run(config.agent.state_dir, wall)  # like Persistent=true: stamped when it starts
         self._plan = schedule.plan_selftest(wall, config.schedule, config.agent.terminal_id, wall, None)
+        self.state.next_selftest = self._plan.at
         job = Job("selftest", time.monotonic(), status_bound(config), trigger=plan.trigger, reason=reason)
 
         def work() -> Any:

@@ -23,7 +23,7 @@ from posagent.config.model import Config
 from posagent.core.base import Result, Status
 from posagent.core.status import worst as worst_of
 from posagent.core.version import __version__
-from posagent.fleet import history
+from posagent.fleet import history, schedule
 from posagent.fleet.outbox_db import Stats, empty_stats
 from posagent.fleet.schedule import read_boot_id
 from posagent.selftest.render import device_json
@@ -46,6 +46,8 @@ class AgentState:
 
     started_at: dt.datetime
     last_error: str | None = None
+    #: The self-test the daemon has planned (a catch-up may be earlier than the daily slot).
+    next_selftest: dt.datetime | None = None
 
 
 def now_rfc3339(now: dt.datetime | None = None) -> str:
@@ -119,8 +121,14 @@ def heartbeat(config: Config, results: DeviceResults, system: dict[str, Any], st
               now: dt.datetime | None = None) -> Finalizer:
     last, counters = history_figures(config.agent.state_dir)
     body = envelope(HEARTBEAT, config, now)
+    planned = state.next_selftest if state is not None else None
+    at = planned or schedule.next_slot(now or dt.datetime.now().astimezone(), config.schedule,
+                                       config.agent.terminal_id)
+    level, _why = schedule.level_for(at, config.schedule)
     body.update({
         "interval_s": float(config.agent.heartbeat_interval),
+        "next_selftest_at": at.isoformat(timespec="seconds"),  # announced maintenance
+        "next_selftest_level": level.label,
         "status": worst(results).label,
         "devices": devices_json(results),
         "last_selftest": last,

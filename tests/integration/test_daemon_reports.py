@@ -47,6 +47,12 @@ def test_catch_up_selftest_and_status_change_event(tmp_path: Path) -> None:
             assert c.wait_for(lambda rs: any(kind(r, "event") for r in rs), 30.0), d.stderr()
             d.signal(signal.SIGTERM)
             assert d.wait(30.0) == 0
+    # announced maintenance: before the catch-up the heartbeat names it (internal: a blackout
+    # date); after it, the next daily slot
+    beats = [r.json for r in c.received if kind(r, "heartbeat")]
+    assert all(dt.datetime.fromisoformat(h["next_selftest_at"]) > dt.datetime.now().astimezone()
+               - dt.timedelta(minutes=1) for h in beats)
+    assert {h["next_selftest_level"] for h in beats} == {"internal"}
     selftest = next(r.json for r in c.received if kind(r, "selftest"))
     assert Draft202012Validator(load_schema("selftest")).is_valid(selftest)
     assert selftest["trigger"] == "catch-up" and selftest["level"] == "internal"

@@ -23,6 +23,7 @@ import pytest
 GOLDEN = Path(__file__).resolve().parent.parent / "data" / "golden"
 #: keys whose values vary per run (times, ids, machine figures); their type is kept
 VOLATILE_KEYS = {"started_at", "sent_at", "message_id", "boot_id", "uptime_s", "clock", "disk_path", "host",
+                 "next_selftest_at",
                  "last_success_at", "memory_used_pct", "disk_free_pct", "load1"}
 VOLATILE_SUFFIXES = ("_ms", "_mb")
 #: in text: decimals (latencies, percentages of this machine) and loopback ports
