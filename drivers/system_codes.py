@@ -1,5 +1,5 @@
 """Result codes of the system driver: grades, message templates, hints (msgids; zh-CN in the .po)."""
-
+# ruff: noqa: E501 (each text is one gettext msgid, kept on one line so it can be searched)
 
 from __future__ import annotations
 

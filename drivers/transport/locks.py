@@ -119,6 +119,9 @@ class UucpLock:
                 except PermissionError:
                     self._refuse_if_held(target)  # cannot write here, but a lock here counts
                     break
+                except FileNotFoundError:  # the directory went away (it was looked up earlier)
+                    _dirs.clear()
+                    break
                 if made:
                     self.path = target
                     return

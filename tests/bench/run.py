@@ -87,9 +87,17 @@ def guest_rows(quick: bool, state_dir: str) -> list[str]:
     # The lock directory on tmpfs, as /run/lock is on Debian and every systemd distribution
     # (where there is none, the figures include the disk's metadata writes).
     shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    with SimProcess("sim://escpos") as sim, tempfile.TemporaryDirectory(prefix="posagent-lock-", dir=shm) as lock_dir:
-        variants = [Variant(k, f, n) for k, f in ex.guest_variants(sim.path, sim.url, state_dir, lock_dir).items()]
-        measure(variants, rounds)
+    before = os.environ.get("POSAGENT_LOCK_DIR")
+    try:
+        with SimProcess("sim://escpos") as sim, \
+                tempfile.TemporaryDirectory(prefix="posagent-lock-", dir=shm) as lock_dir:
+            variants = [Variant(k, f, n) for k, f in ex.guest_variants(sim.path, sim.url, state_dir, lock_dir).items()]
+            measure(variants, rounds)
+    finally:  # the lock directory was this run's alone
+        if before is None:
+            os.environ.pop("POSAGENT_LOCK_DIR", None)
+        else:
+            os.environ["POSAGENT_LOCK_DIR"] = before
     floor = variants[0]
     return [f"| {label} | {v.label} | {median_us(v):,.1f} | {p99_us(v):,.1f} | {ratio(v, floor):.2f} |"
             for v in variants]

@@ -171,3 +171,15 @@ def test_an_empty_lock_file_is_being_written_while_young_and_stale_when_old(lock
     lock.acquire()
     assert read_pid(str(empty)) == os.getpid()
     lock.release()
+
+
+def test_a_lock_directory_that_went_away_is_not_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.setenv("POSAGENT_LOCK_DIR", str(gone))
+    assert lock_dirs() == [str(gone)]  # looked up (and remembered) while it was there
+    gone.rmdir()
+    lock = UucpLock("/dev/ttyS0")
+    lock.acquire()  # goes on without a lock file, said once
+    assert lock.path == ""
+    lock.release()
