@@ -8,12 +8,17 @@ import dataclasses
 import shutil
 import sys
 import tempfile
+from typing import Any
 
 from posagent.config import Config, load_config, resolve_path, sim_config_path
 from posagent.config.errors import did_you_mean
 from posagent.core.base import Level, Status
 from posagent.core.i18n import _, detect_language, set_language
 from posagent.core.status import worst
+from posagent.fleet import messages
+from posagent.fleet.messages import Finalizer
+from posagent.fleet.outbox import OutboxError
+from posagent.fleet.outbox_db import peek
 
 
 class UsageError(Exception):
@@ -113,3 +118,14 @@ def parse_level(text: str) -> Level:
 def exit_code(statuses: list[Status]) -> int:
     """0/1/2/3 by worst result; no results at all is unknown."""
     return int(worst(statuses))
+
+
+def preview(config: Config, finalize: Finalizer) -> dict[str, Any]:
+    """A message as the fleet would receive it, not committed: its seq is the one the outbox
+    would give it next (``posagent heartbeat --json``, ``selftest --json``)."""
+    try:
+        stats = peek(config.agent.state_dir)
+    except OutboxError as e:
+        print(f"posagent: {e}; the outbox figures below read 0", file=sys.stderr)
+        stats = None
+    return messages.preview(finalize, stats.seq + 1 if stats is not None else 1, stats)

@@ -21,13 +21,13 @@ import sys
 import time
 from typing import Any, TextIO
 
-from posagent.cli.common import add_common, load_selected
+from posagent.cli.common import add_common, load_selected, preview
 from posagent.config.model import Config
 from posagent.config.urls import redact_url
 from posagent.fleet import messages
 from posagent.fleet.delivery import deliver
 from posagent.fleet.outbox import Outbox, OutboxError
-from posagent.fleet.outbox_db import DB_NAME, peek
+from posagent.fleet.outbox_db import DB_NAME
 from posagent.fleet.service import export_prometheus, make_upstream, open_outbox, status_round
 from posagent.fleet.upstream import Outcome, RetryPolicy, Upstream
 from posagent.selftest.devices import DeviceSet
@@ -52,13 +52,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_selected(args)
     if args.send:
         return send(config, drain=False, as_json=args.json)
-    finalize = build(config)
-    try:
-        stats = peek(config.agent.state_dir)
-    except OutboxError as e:
-        print(f"posagent: {e}; the outbox figures below read 0", file=sys.stderr)
-        stats = None
-    message = messages.preview(finalize, stats.seq + 1 if stats is not None else 1, stats)
+    message = preview(config, build(config))
     if args.json:
         _dump(message, sys.stdout)
     else:

@@ -16,9 +16,11 @@ from posagent.cli.common import (
     only_names,
     output_format,
     parse_level,
+    preview,
     setup_language,
 )
 from posagent.core.i18n import _, language
+from posagent.fleet import messages
 from posagent.fleet.history import record_selftest
 from posagent.fleet.visit import visit_outputs
 from posagent.selftest import nagios
@@ -60,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
     if fmt == "nagios":
         text, _code = nagios.render([(f"{c.device}.{c.name}", c.result) for c in report.checks], "checks")
         sys.stdout.write(text)
-    elif fmt == "json":
-        json.dump(report_json(report), sys.stdout, ensure_ascii=False, indent=2)
+    elif fmt == "json":  # the posagent.selftest/1 object the fleet receives (trigger "cli"; not committed)
+        message = preview(config, messages.selftest(config, report_json(report), "cli", ""))
+        json.dump(message, sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
     else:
         title = _("Self-test of {terminal} ({level}), {seconds:.1f} s").format(

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         return code
     if fmt == "json":
-        out = {"terminal_id": config.agent.terminal_id,
+        out = {"schema": "posagent.status/1", "terminal_id": config.agent.terminal_id,
                "status": worst(statuses).label,
                "devices": {name: device_json(drv, r) for name, (drv, r) in results.items()}}
         json.dump(out, sys.stdout, ensure_ascii=False, indent=2)

@@ -34,7 +34,8 @@ HEARTBEAT = "posagent.heartbeat/1"
 EVENT = "posagent.event/1"
 SELFTEST = "posagent.selftest/1"
 KIND_OF = {HEARTBEAT: "heartbeat", EVENT: "event", SELFTEST: "selftest"}
-SCHEMA_FILES = {"heartbeat": "heartbeat.json", "event": "event.json", "selftest": "selftest.json"}
+SCHEMA_FILES = {"heartbeat": "heartbeat.json", "event": "event.json", "selftest": "selftest.json",
+                "status": "status.json"}
 
 Finalizer = Callable[[int, Stats], dict[str, Any]]
 DeviceResults = Mapping[str, tuple[str, Result]]  # name -> (driver name, result), as Runner.status gives
@@ -173,6 +174,8 @@ def selftest(config: Config, report_json: dict[str, Any], trigger: str, reason: 
         "status": report_json["status"],
         "checks": report_json["checks"],
     })
+    if report_json.get("technician"):
+        body["technician"] = report_json["technician"]
     return _finalizer(body, state, now)
 
 

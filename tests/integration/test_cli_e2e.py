@@ -63,7 +63,7 @@ def test_status_json_shape(write_config) -> None:
     proc = run_cli("status", "--json", "--config", str(cfg))
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert set(out) == {"terminal_id", "status", "devices"}
+    assert set(out) == {"schema", "terminal_id", "status", "devices"} and out["schema"] == "posagent.status/1"
     acq = out["devices"]["acq"]
     assert acq["driver"] == "host" and acq["status"] == "ok" and acq["latency_ms"] > 0
 
