@@ -88,8 +88,21 @@ def _epoch(iso: Any) -> float | None:
 
 
 def _scaled(value: Any, factor: float) -> float | None:
+    """``value`` in base units, rounded to 9 significant digits (0.07 ms is 7e-05 s, not
+    7.000000000000001e-05: the float error of the scaling is not a measurement)."""
     number = _number(value) if not isinstance(value, bool) else None
-    return number * factor if number is not None else None
+    if number is None:
+        return None
+    scaled = number * factor
+    return float(f"{scaled:.9g}") if math.isfinite(scaled) else scaled
+
+
+def _whole(value: Any, factor: float) -> float | None:
+    """A count in base units (bytes): a whole number, never 84854335078.4 bytes."""
+    number = _number(value) if not isinstance(value, bool) else None
+    if number is None or not math.isfinite(number):
+        return number
+    return float(round(number * factor))
 
 
 def render(heartbeat: dict[str, Any]) -> str:
@@ -191,11 +204,11 @@ def _system(x: Exposition, term: Labels, s: dict[str, Any]) -> None:
     x.add("posagent_system_disk_free_ratio", "gauge", "free share of the state dir's filesystem, 0-1", term,
           _scaled(s.get("disk_free_pct"), 0.01))
     x.add("posagent_system_disk_free_bytes", "gauge", "free space of the state dir's filesystem", term,
-          _scaled(s.get("disk_free_mb"), 2.0**20))
+          _whole(s.get("disk_free_mb"), 2.0**20))
     x.add("posagent_system_memory_used_ratio", "gauge", "used share of memory, 0-1", term,
           _scaled(s.get("memory_used_pct"), 0.01))
     x.add("posagent_system_memory_available_bytes", "gauge", "available memory", term,
-          _scaled(s.get("memory_available_mb"), 2.0**20))
+          _whole(s.get("memory_available_mb"), 2.0**20))
     x.add("posagent_system_load1", "gauge", "1-minute load average", term, s.get("load1"))
     x.add("posagent_system_temperature_celsius", "gauge", "hottest CPU sensor", term, s.get("temperature_c"))
     x.add("posagent_system_uptime_seconds", "gauge", "time since boot", term, s.get("uptime_s"))

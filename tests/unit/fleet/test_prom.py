@@ -183,3 +183,15 @@ def test_a_real_heartbeat_from_sim_devices_exports(tmp_path: Path) -> None:
     assert value(fams, "posagent_outbox_messages", **t) == 0
     assert 0 < value(fams, "posagent_system_disk_free_ratio", **t) <= 1
     assert os.path.getsize(path) > 0
+
+
+def test_bytes_are_whole_and_scaled_figures_carry_no_float_noise() -> None:
+    from posagent.fleet.prom import render
+
+    text = render({"terminal_id": "T1", "status": "ok", "devices": {
+        "acq": {"driver": "host", "status": "ok", "code": "HOST_OK", "message": "", "latency_ms": 0.07}},
+        "system": {"disk_free_mb": 80923.1, "memory_available_mb": 23632.4}})
+    lines = {line.split("{")[0]: line.rsplit(" ", 1)[1] for line in text.splitlines() if line and line[0] != "#"}
+    assert lines["posagent_system_disk_free_bytes"] == str(round(80923.1 * 2**20))
+    assert lines["posagent_system_memory_available_bytes"].isdigit()
+    assert lines["posagent_host_latency_seconds"] == "7e-05"
