@@ -87,6 +87,7 @@ def test_receipts_pass_whole_between_status_polls_and_are_counted(tmp_path: Path
         took = time.monotonic() - t0
         assert pos.returncode == 0, pos.stderr
         assert wait_until(lambda: counters(state).get("cuts_total", 0) >= n, 30.0), (counters(state), d.stderr())
+        assert wait_until(lambda: sim.sim.cuts >= n, 10.0)  # the simulator reads the pty in its own thread
         c = counters(state)
     with sim.sim.lock:
         received = bytes(sim.sim.received)
@@ -119,6 +120,7 @@ def test_the_pty_path_and_the_listener_address(tmp_path: Path, sim: SimHandle) -
                              cwd=REPO, capture_output=True, text=True, timeout=60)
         assert pos.returncode == 0, pos.stderr
         assert wait_until(lambda: counters(tmp_path / "state").get("cuts_total", 0) >= 3, 30.0), d.stderr()
+        assert wait_until(lambda: sim.sim.cuts >= 3, 10.0)
         with pytest.raises(OSError):  # the listener is on 127.0.0.1 only
             socket.create_connection(("127.0.0.2", port), timeout=2.0).close()
     with sim.sim.lock:
