@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("posagent.cli.run", "the daemon (what systemd starts)"),
     "heartbeat": ("posagent.cli.heartbeat", "the heartbeat the agent would send now"),
     "history": ("posagent.cli.history", "past self-test runs, and when faults appeared and cleared"),
+    "schedule": ("posagent.cli.schedule", "the next days' self-tests, their level and the quiet windows"),
     "printer": ("posagent.cli.printer", "printer maintenance (ribbon-changed)"),
     "drivers": ("posagent.cli.drivers", "the installed drivers"),
     "config": ("posagent.cli.config", "validate a config file"),

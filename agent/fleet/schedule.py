@@ -243,3 +243,31 @@ def _save_state(state_dir: str, state: dict[str, object]) -> None:
         write_json(os.path.join(state_dir, _STATE_FILE), state)
     except OSError as e:
         log.warning("cannot write schedule state in %s: %s", state_dir, e)
+
+
+@dataclass(frozen=True)
+class DayPlan:
+    """One day of the announced maintenance: when this terminal's self-test runs, at which
+    level and why, and the day's quiet window (outside business hours)."""
+
+    date: dt.date
+    selftest_at: dt.datetime
+    level: Level
+    reason: str
+    blackout: bool
+    business_hours: str | None  # "08:00-22:00": no test slip inside it
+
+
+def week_ahead(now: dt.datetime, sched: ScheduleSection, terminal_id: str, days: int = 7,
+               tz: dt.tzinfo | None = None) -> list[DayPlan]:
+    """The next ``days`` self-tests (``posagent schedule``), one a day, from the next slot on."""
+    first = next_slot(now, sched, terminal_id, tz)
+    start = _local_date(first, tz)
+    out: list[DayPlan] = []
+    for k in range(days):
+        day = start + dt.timedelta(days=k)
+        at = slot_on(day, sched, terminal_id, tz)
+        level, reason = level_for(at, sched, tz=tz)
+        out.append(DayPlan(day, at, level, reason, day in sched.blackout_dates,
+                           str(sched.business_hours) if sched.business_hours is not None else None))
+    return out

@@ -111,3 +111,14 @@ def test_chinese_on_a_console_that_cannot_show_it_falls_back_to_english() -> Non
     proc = run_cli("status", "--sim", "--lang", "zh-CN", env={"PYTHONIOENCODING": "ascii"})
     assert proc.returncode == 0, proc.stderr
     assert "DEVICE" in proc.stdout and "Traceback" not in proc.stderr
+
+
+def test_schedule_lists_the_next_self_tests(write_config) -> None:
+    cfg = write_config('[agent]\nterminal_id = "SH-7"\n[schedule]\nselftest_at = "03:00"\n'
+                       'business_hours = "08:00-22:00"\n')
+    proc = run_cli("schedule", "--config", str(cfg), "--json", "--days", "3")
+    assert proc.returncode == 0, proc.stderr
+    days = json.loads(proc.stdout)["days"]
+    assert len(days) == 3 and all(d["level"] == "external" and d["business_hours"] == "08:00-22:00" for d in days)
+    table = run_cli("schedule", "--config", str(cfg), "--lang", "en")
+    assert table.returncode == 0 and "next 7 days" in table.stdout and len(table.stdout.splitlines()) == 8

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from posagent.config.model import ScheduleSection
+from posagent.core.base import Level
 from posagent.core.values import Duration, HourRange
 from posagent.fleet import schedule
 
@@ -200,3 +201,14 @@ def test_a_catch_up_after_a_boot_waits_the_startup_delay() -> None:
     # a slot later than the hold is left alone
     later = schedule.Plan(boot + dt.timedelta(hours=3), "scheduled")
     assert schedule.hold_back(later, boot + dt.timedelta(seconds=delay)) == later
+
+
+def test_week_ahead_names_the_level_of_every_day() -> None:
+    sched = ScheduleSection(selftest_at=dt.time(3, 0), jitter=Duration(0.0),
+                            business_hours=HourRange(dt.time(2, 0), dt.time(4, 0)),
+                            blackout_dates=[dt.date(2027, 3, 3)])
+    days = schedule.week_ahead(at(2027, 3, 1, 9, 0), sched, "SH-0042", 7, TZ)
+    assert [d.date for d in days] == [dt.date(2027, 3, 2) + dt.timedelta(days=k) for k in range(7)]  # next slot on
+    assert all(d.selftest_at.hour == 3 and d.level == Level.INTERNAL for d in days)  # 03:00 is inside 02-04
+    assert [d.blackout for d in days][:2] == [False, True] and "blackout date" in days[1].reason
+    assert days[0].business_hours == "02:00-04:00"
