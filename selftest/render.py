@@ -71,7 +71,7 @@ def render_table(rows: Sequence[tuple[str, str, Result] | tuple[str, str, Result
 
     With the driver's registry name, hints and messages prefer that driver's own."""
     colour = use_colour(stream)
-    total = shutil.get_terminal_size((100, 24)).columns if stream.isatty() else 120
+    total = shutil.get_terminal_size((100, 24)).columns if stream.isatty() else _piped_columns()
     heads = [_("DEVICE"), _("CHECK"), _("RESULT"), _("DETAIL"), _("HINT")]
     full = [(row[0], row[1], row[2], row[3] if len(row) > 3 else None) for row in rows]
     cells = [[dev, check_word(chk), status_word(r.status), display_message(r, drv),
@@ -93,6 +93,15 @@ def render_table(rows: Sequence[tuple[str, str, Result] | tuple[str, str, Result
             if i == 0 and colour:
                 line[2] = f"\x1b[{_COLOURS[r.status]}m{line[2]}\x1b[0m"
             print("  ".join(line).rstrip(), file=stream)
+
+
+def _piped_columns() -> int:
+    """A table written to a pipe or a file: $COLUMNS when it is set (a terminal's width
+    passed on), else 120."""
+    try:
+        return max(60, int(os.environ.get("COLUMNS", "")))
+    except ValueError:
+        return 120
 
 
 def summary_line(statuses: list[Status]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 
@@ -32,6 +33,7 @@ def wrap(text: str, cols: int) -> list[str]:
     instead (unless that would leave a line empty or overflow the next one)."""
     if cols <= 0:
         return [text]
+    text = _UNIT_GAP.sub("\\1\u00a0\\2", text)  # a number keeps its unit: "1 s" never breaks
     lines: list[str] = []
     for para in text.split("\n"):
         line: list[str] = []
@@ -53,7 +55,11 @@ def wrap(text: str, cols: int) -> list[str]:
             line.append(token)
             line_w += tw
         lines.append("".join(line).rstrip())
-    return lines or [""]
+    return [ln.replace("\u00a0", " ") for ln in lines] or [""]
+
+
+#: A number and the unit after it, kept on one line by wrap().
+_UNIT_GAP = re.compile(r"(\d) (%|ms|s|min|h|d|MB|KB|GB|B|V|A|W|Hz|mm|m|°C|bytes|dB)(?![\w])")
 
 
 def _kinsoku_carry(line: list[str], token: str, cols: int) -> list[str]:

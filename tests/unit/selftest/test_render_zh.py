@@ -180,7 +180,8 @@ def test_cjk_lines_never_start_with_closing_punctuation_nor_end_with_an_opening_
     assert wrap("检查设备已插好并通电，并确认配置中的端口正确。", 44) == [
         "检查设备已插好并通电，并确认配置中的端口正", "确。"]  # not "...端口正确" + "。"
     assert wrap("一二三四五六七八九（十）", 18) == ["一二三四五六七八九", "（十）"]  # "（" moves down
-    assert wrap("磁盘已满：仅剩 12.5 MB（0.4%）", 10) == ["磁盘已满：", "仅剩 12.5", "MB（0.4%）"]
+    # the number keeps its unit (it used to break into "仅剩 12.5" / "MB（0.4%）")
+    assert wrap("磁盘已满：仅剩 12.5 MB（0.4%）", 10) == ["磁盘已满：", "仅剩", "12.5 MB", "（0.4%）"]
     texts = sorted({_(t) for t in all_hints().values()})
     assert len(texts) > 50
     for cols in range(20, 61, 4):
@@ -281,3 +282,16 @@ def test_config_errors_stay_exactly_english_in_english() -> None:
         "/etc/posagent/posagent.toml: device[0] (p).driver: unknown driver 'escpso'; did you mean 'escpos'?",
         "/etc/posagent/posagent.toml: device[0] (p).url: unknown serial setting 'baud' (did you mean 'baudrate'?)",
     ]
+
+
+def test_a_number_keeps_its_unit_and_a_pipe_takes_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    from posagent.selftest.render import _piped_columns
+    from posagent.selftest.textwidth import wrap
+
+    for cols in range(8, 40):
+        lines = wrap("no answer within 1 s, load 23 %, input 230 V, 4.5 ms", cols)
+        assert not any(line.split(" ")[0] in ("s,", "%,", "V,", "ms") for line in lines[1:]), (cols, lines)
+    monkeypatch.setenv("COLUMNS", "200")
+    assert _piped_columns() == 200
+    monkeypatch.setenv("COLUMNS", "junk")
+    assert _piped_columns() == 120
