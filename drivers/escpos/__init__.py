@@ -230,13 +230,17 @@ class EscposDriver(Driver):
         return self._link.exchange(lambda s: self._guest_slip(s, ctx), retry=False, wait_free=self._patience(ctx))
 
     def _guest_slip(self, s: Stream, ctx: CheckContext) -> Result:
+        """Not inside business hours or on a blackout date; and, with no business hours
+        configured, not while another program visibly has the port open."""
         path = s.where.get("path")
         holders = other_openers(path) if path else []
-        refusal = self.env.quiet_time_refusal() if holders else None
-        if refusal:
-            raise DeviceBusy(f"{self._where} is open in another program (process {holders[0]}) and it is "
-                             f"not the quiet window ({refusal}): the test slip waits for it",
-                             facts={"path": path, "reason": "quiet_window", "holder_pid": holders[0]})
+        refusal = self.env.quiet_time_refusal()
+        if refusal and (self.env.business_hours is not None or holders):
+            who = f"the POS application (process {holders[0]}) has it open" if holders else "it is shared"
+            raise DeviceBusy(f"{self._where}: {who} and it is not the quiet window ({refusal}): "
+                             "the test slip waits for it",
+                             facts={"path": path, "reason": "quiet_window",
+                                    **({"holder_pid": holders[0]} if holders else {})})
         return self._jobs.check_slip(ctx)
 
     def print_lines(self, lines: list[str]) -> None:

@@ -149,6 +149,9 @@ class PrintProxy:
             raise OSError(errno.EEXIST, f"{path} exists and is not a symlink (refusing to replace it)")
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)  # bytes pass as they are; our slave keeps the pty alive between opens
+        with contextlib.suppress(OSError):  # the POS application's user opens it through group posagent
+            os.fchown(self._slave, -1, os.getgid())
+            os.fchmod(self._slave, 0o660)
         os.set_blocking(self._master, False)
         tmp = f"{path}.tmp{os.getpid()}"
         with contextlib.suppress(FileNotFoundError):

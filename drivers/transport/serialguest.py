@@ -11,10 +11,12 @@ In order:
 3. ``flock(LOCK_EX | LOCK_NB)``: held by another process -> DeviceBusy;
 4. termios: HUPCL is cleared, so our close never drops DTR on a line in use; the line
    settings (raw mode, speed, size, parity, stop bits, flow control from the URL and the
-   driver's defaults) are applied only when they differ AND no other process has the port
-   open. When another one has it open, its settings are kept: it is talking to the device
-   right now, so they are the device's. Kept settings are remembered: while they stay the
-   same, /proc is not looked through again.
+   driver's defaults) are applied only to a line nobody configured: one still in the
+   kernel's cooked default that no process posagent can see has open. A line in raw mode
+   was configured by the program that uses it (possibly as another user, whose open files
+   /proc does not show us), so its settings are the device's and are kept. Kept settings
+   are remembered: while they stay the same, nothing is looked at again. (To impose the
+   URL's settings on such a line, use ``share = "owner"``.)
 
 Closing releases flock (with the fd) and removes our lock file.
 """
@@ -152,7 +154,10 @@ def _settle_line(fd: int, path: str, settings: dict[str, Any]) -> None:
         raise DeviceError(f"{path}: {e}", code="CONFIG_URL_UNSUPPORTED", facts={"scheme": "serial"}) from e
     if wanted == attrs or _kept.get(path) == attrs:
         return  # as we want them, or the other program's, unchanged since we kept them
-    if other_openers(path):
+    # Raw mode (ICANON off) means a program configured this line: the POS application's
+    # settings are the device's. /proc shows only the processes posagent may look into
+    # (its own user's), so a raw line counts as in use even when no opener is seen.
+    if not attrs[_LFLAG] & termios.ICANON or other_openers(path):
         if attrs[_CFLAG] & termios.HUPCL:
             attrs = list(attrs)
             attrs[_CFLAG] &= ~termios.HUPCL

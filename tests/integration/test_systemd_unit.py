@@ -79,6 +79,9 @@ def test_unit_has_what_the_design_asks() -> None:
     assert "modprobe@usbserial.service" in keys["Wants"] and "modprobe@usbserial.service" in keys["After"]
     # the textfile dir the docs name, writable despite ProtectSystem=strict, ignored if absent
     assert "-/var/lib/prometheus/node-exporter" in keys["ReadWritePaths"]
+    # share = "guest" takes UUCP lock files; share = "proxy" makes a pty behind /run/posagent
+    assert "-/run/lock" in keys["ReadWritePaths"] and one["RuntimeDirectory"] == "posagent"
+    assert "char-pts" in allowed and "/dev/ptmx" in allowed
 
 
 def test_the_docs_and_the_example_config_agree_with_the_unit() -> None:

@@ -183,3 +183,29 @@ def test_a_lock_directory_that_went_away_is_not_an_error(tmp_path: Path, monkeyp
     lock.acquire()  # goes on without a lock file, said once
     assert lock.path == ""
     lock.release()
+
+
+def test_a_configured_line_is_kept_even_when_its_user_is_not_visible(lock_dir: Path) -> None:
+    """Raw mode means a program configured the line (maybe as another user, whose open
+    files /proc does not show): its speed stays. A line still in the kernel's cooked default
+    that nobody has open gets the URL's settings."""
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    try:
+        attrs = termios.tcgetattr(slave)
+        assert attrs[3] & termios.ICANON  # the kernel's default: cooked
+        stream = open_serial_guest(parse_url(f"serial://{path}"), {"baudrate": 2400})
+        set_by_us = termios.tcgetattr(stream.fd)
+        stream.close()
+        assert set_by_us[4] == termios.B2400 and not set_by_us[3] & termios.ICANON
+        tty.setraw(slave)  # the POS application configures it: raw, 1200 baud, then closes
+        attrs = termios.tcgetattr(slave)
+        attrs[4] = attrs[5] = termios.B1200
+        termios.tcsetattr(slave, termios.TCSANOW, attrs)
+        stream = open_serial_guest(parse_url(f"serial://{path}"), {"baudrate": 2400})
+        kept = termios.tcgetattr(stream.fd)
+        stream.close()
+        assert kept[4] == termios.B1200
+    finally:
+        os.close(slave)
+        os.close(master)
