@@ -81,7 +81,8 @@ class Daemon:
         self._hold = StartupHold(booted, self._rng)
         self._notices: queue.SimpleQueue[tuple[str, str, Result]] = queue.SimpleQueue()
         self._spread_events: list[tuple[float, Change]] = []  # (monotonic due time, change)
-        self._env = Env(self.notifier, self.state, self._wake.set, self._hold, delivery_policy, self._notice)
+        self._delivered = threading.Event()  # the delivery thread sent something
+        self._env = Env(self.notifier, self.state, self._on_delivery, self._hold, delivery_policy, self._notice)
         self._reload = Reload(reload, self.notifier)
         self.services: Services | None = None
         self.changes = ChangeTracker(float(config.schedule.event_dedupe))
@@ -164,6 +165,9 @@ class Daemon:
                 self._report_event(change)
             self._report_spread_events(now)
             self._report_notices()
+            if self._delivered.is_set():
+                self._delivered.clear()
+                self._current().reporter.delivered()
             self._schedule(now)
             deadlines = []
             job = self._job
@@ -338,6 +342,11 @@ class Daemon:
             self._spread_events = [e for e in self._spread_events if e[0] > now]
             for _at, change in due:
                 self._current().reporter.event(change, self.changes.latest())
+
+    def _on_delivery(self) -> None:
+        """From the delivery thread: something was sent (or failed); the loop updates the sinks."""
+        self._delivered.set()
+        self._wake.set()
 
     def _notice(self, device: str, driver: str, result: Result) -> None:
         """From any thread (a device's service, e.g. the print proxy): report it in the loop."""

@@ -39,6 +39,7 @@ class Reporter:
         self.delivery = delivery
         self.notifier = notifier
         self.state = state
+        self._exported: dict[str, Any] | None = None  # the last heartbeat written to the textfile
 
     def heartbeat(self, results: DeviceResults, system: dict[str, Any]) -> bool:
         """Commit a heartbeat and feed the sinks; False if it could not be saved."""
@@ -47,6 +48,7 @@ class Reporter:
             return False
         self._history_status(message["devices"])
         if self.config.export.prometheus_textfile:
+            self._exported = message
             export_prometheus(self.config.export.prometheus_textfile, message)
         self._status_line(results)
         return True
@@ -58,6 +60,19 @@ class Reporter:
                  change.current.code, change.current.message)
         self._commit("event", messages.event(self.config, change.device, change.driver, change.current,
                                              change.previous, results, change.suppressed, self.state))
+
+    def delivered(self) -> None:
+        """The delivery sent something (or gave up for now): the textfile's outbox and
+        delivery figures are written again, so they describe the send, not the moment before."""
+        path, last = self.config.export.prometheus_textfile, self._exported
+        if not path or last is None:
+            return
+        try:
+            figures = messages.agent_figures(self.outbox.stats(), self.state)
+        except Exception as e:  # a figure must never cost the loop
+            log.debug("outbox figures: %s", e)
+            return
+        export_prometheus(path, {**last, "agent": figures})
 
     def notice(self, device: str, driver: str, result: Result, results: DeviceResults) -> None:
         """Commit what a device's service reported (``Driver.serve``: a print job lost) as an

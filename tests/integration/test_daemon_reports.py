@@ -75,3 +75,38 @@ def test_catch_up_selftest_and_status_change_event(tmp_path: Path) -> None:
     # the run is recorded: a restart now would not catch up again
     record = json.loads((state / "schedule.json").read_text())
     assert record["last_selftest_run"] > "2025"
+
+
+def test_the_textfile_describes_the_send_not_the_moment_before(tmp_path: Path) -> None:
+    """The heartbeat is written to the textfile when it is committed (outbox: 1 waiting);
+    once the delivery has sent it, the textfile says so (outbox: 0, a last success),
+    without waiting for the next heartbeat."""
+    import time
+
+    prom = tmp_path / "posagent.fleet.prom"
+
+    def figures() -> dict[str, float]:
+        try:
+            text = prom.read_text()
+        except OSError:
+            return {}
+        return {line.split("{")[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line.startswith(("posagent_outbox_messages", "posagent_upstream_last_success"))}
+
+    with Collector() as c:
+        cfg = daemon_config(tmp_path / "posagent.toml", "SIM-PROM", c.url, heartbeat_interval="30s", system=False,
+                            sections=f'[export]\nprometheus_textfile = "{prom}"\n')
+        with DaemonProc(["--config", str(cfg)], tmp_path) as d:
+            assert c.wait_for(lambda rs: any(kind(r, "heartbeat") for r in rs), 60.0), d.stderr()
+            delivered_at = time.monotonic()
+            seen: dict[str, float] = {}
+            while time.monotonic() < delivered_at + 10.0:  # well before the next heartbeat (30 s)
+                seen = figures()
+                if seen.get("posagent_outbox_messages") == 0 and \
+                        "posagent_upstream_last_success_timestamp_seconds" in seen:
+                    break
+                c.wait_for(lambda rs: False, 0.05)  # a short pause on the collector's condition
+            d.signal(signal.SIGTERM)
+            assert d.wait(30.0) == 0
+    assert seen.get("posagent_outbox_messages") == 0, seen
+    assert seen.get("posagent_upstream_last_success_timestamp_seconds", 0) > 0, seen
