@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import NoReturn
 
@@ -65,6 +66,10 @@ def _parser(command: str | None) -> ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _tolerant_streams()
+    # Whoever starts it (systemd, a technician with sudo), what the agent writes is its own:
+    # state dir 0700, files 0600. Files others must read say so themselves (the Prometheus
+    # textfile 0644, a UUCP lock file 0644, a proxy's pty 0660).
+    os.umask(0o077)
     command = next((a for a in argv if a in COMMANDS), None)
     try:
         parser = _parser(command)

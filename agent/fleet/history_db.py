@@ -51,7 +51,7 @@ def connect(state_dir: str, *, create: bool) -> Iterator[sqlite3.Connection | No
         yield None
         return
     if create:
-        os.makedirs(state_dir, mode=0o750, exist_ok=True)
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
     conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
     try:
         conn.row_factory = sqlite3.Row

@@ -80,7 +80,7 @@ def connect(state_dir: str) -> sqlite3.Connection:
     """The writer's connection to the outbox of ``state_dir``, created (mode 640) if needed."""
     path = db_path(state_dir)
     try:
-        os.makedirs(state_dir, mode=0o750, exist_ok=True)
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
         os.close(fd)
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)

@@ -238,7 +238,7 @@ def _load_state(state_dir: str) -> dict[str, object]:
 
 def _save_state(state_dir: str, state: dict[str, object]) -> None:
     """Atomically: write a temp file, fsync, rename."""
-    os.makedirs(state_dir, mode=0o750, exist_ok=True)
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
     try:
         write_json(os.path.join(state_dir, _STATE_FILE), state)
     except OSError as e:

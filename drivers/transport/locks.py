@@ -168,6 +168,7 @@ class UucpLock:
         except FileExistsError:
             return False
         try:
+            os.fchmod(fd, 0o644)  # other programs read the PID in it, whatever the umask
             os.write(fd, b"%10d\n" % os.getpid())
         finally:
             os.close(fd)

@@ -122,3 +122,22 @@ def test_schedule_lists_the_next_self_tests(write_config) -> None:
     assert len(days) == 3 and all(d["level"] == "external" and d["business_hours"] == "08:00-22:00" for d in days)
     table = run_cli("schedule", "--config", str(cfg), "--lang", "en")
     assert table.returncode == 0 and "next 7 days" in table.stdout and len(table.stdout.splitlines()) == 8
+
+
+def test_what_the_agent_writes_is_its_own(write_config, tmp_path) -> None:
+    """State dir 0700 and files 0600 whoever starts it (#18); the Prometheus textfile stays
+    readable by node_exporter."""
+    import stat
+
+    state = tmp_path / "fresh-state"
+    prom = tmp_path / "agent.prom"
+    cfg = write_config(f'[agent]\nstate_dir = "{state}"\n[export]\nprometheus_textfile = "{prom}"\n'
+                       '[[device]]\nname = "acq"\ndriver = "host"\nurl = "sim://host"\n')
+    assert run_cli("selftest", "--config", str(cfg), "--level", "internal").returncode == 0
+    assert run_cli("heartbeat", "--config", str(cfg), "--send").returncode in (0, 1, 75)
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    files = [p for p in state.iterdir() if p.is_file()]
+    assert files and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files), \
+        {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files}
+    if prom.exists():
+        assert stat.S_IMODE(prom.stat().st_mode) == 0o644
