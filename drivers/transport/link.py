@@ -120,7 +120,7 @@ class Link:
                     stream = self._stream
                     fresh = stream is None
                     if fresh:
-                        stream = self._stream = self._connect_when_free(wait_free)
+                        stream = self._stream = self._connect_when_free(wait_free) if wait_free else self._connect()
                     try:
                         return fn(stream)
                     except DeviceTimeout as e:

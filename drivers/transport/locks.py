@@ -64,7 +64,8 @@ def _find_dirs(override: str | None) -> list[str]:
 def lock_name(device_path: str) -> str:
     """``LCK..ttyS0`` for ``/dev/ttyS0`` (symlinks such as /dev/serial/by-id/... resolved
     first, so every program names one port the same way)."""
-    real = os.path.realpath(device_path) if os.path.islink(device_path) else device_path
+    plain = device_path.startswith(("/dev/tty", "/dev/pts/"))  # device nodes, never links: no lstat
+    real = device_path if plain or not os.path.islink(device_path) else os.path.realpath(device_path)
     rel = real[len("/dev/"):] if real.startswith("/dev/") else real.lstrip("/")
     return "LCK.." + rel.replace("/", "_")
 
