@@ -188,7 +188,7 @@ def _readlink(path: str) -> str:
 
 
 def test_a_printer_serving_one_connection_is_never_kept_from_the_pos_app(tmp_path: Path, lock_dir: Path) -> None:
-    seconds = float(os.environ.get("POSAGENT_GUEST_TCP_S", "10"))
+    seconds = float(os.environ.get("POSAGENT_GUEST_TCP_S", "30"))
     handle = start_sim("escpos", {"transport": "tcp"})
     try:
         host_port = handle.url.removeprefix("tcp://")
