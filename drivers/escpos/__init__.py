@@ -22,12 +22,14 @@ SLIP_FAILED.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable
 from typing import Any
 
 from posagent.core.base import Check, CheckContext, Driver, Level, Measurements, Result, Status
 from posagent.core.errors import DeviceBusy, DeviceError, DeviceIOError, DeviceNotFound, DeviceTimeout, ProtocolError
+from posagent.drivers.escpos import forecast
 from posagent.drivers.escpos.codes import CODES
 from posagent.drivers.escpos.counters import Counters, CounterStore, PrinterState, counter_path, ribbon_grade
 from posagent.drivers.escpos.identity import IDENTITY_RETRY_S, IdentityReader
@@ -148,10 +150,11 @@ class EscposDriver(Driver):
         if ribbon in ("near_end", "end"):
             findings.append(Finding(Status.WARN, "RIBBON_WORN",
                                     f"ribbon at {m.get('ribbon_used_pct')} % of its rated life"))
-        findings.sort(key=lambda f: f.status, reverse=True)
         fields = self._fields(st, counters, ribbon)
         if not self.options.impact and counters is not None:
             m["paper_used_mm"] = counters.paper_mm
+            findings += self._paper_forecast(st, counters, fields, m)
+        findings.sort(key=lambda f: f.status.severity, reverse=True)
         if not findings:
             ident = self._id.identity
             model = ident.model if ident else None
@@ -160,6 +163,23 @@ class EscposDriver(Driver):
         top = findings[0]
         msg = "; ".join(f.message for f in findings)
         return Result(top.status, top.code, prefix + msg, measurements=m, fields=fields)
+
+    def _paper_forecast(self, st: EscposStatus, counters: Counters, fields: dict[str, Any],
+                        m: Measurements) -> list[Finding]:
+        """``paper_remaining_pct`` and ``paper_days_left`` (escpos.forecast), and
+        PAPER_LOW_FORECAST before the near-end sensor trips."""
+        o = self.options
+        roll = forecast.roll_length_mm(o.roll_length_m, o.paper_width_mm)
+        left = forecast.remaining_pct(counters.paper_mm, roll, st.paper == "near_end")
+        days = forecast.days_left(left, roll, forecast.usage_per_day(counters.daily_mm, dt.date.today()))
+        fields["paper_remaining_pct"], fields["paper_days_left"] = left, days
+        m["paper_remaining_pct"] = left
+        if days is not None:
+            m["paper_days_left"] = days
+        if days is not None and days < o.paper_warn_days and st.paper == "ok":
+            return [Finding(Status.WARN, "PAPER_LOW_FORECAST",
+                            f"paper for about {days:g} days left ({left:g} % of the roll)")]
+        return []
 
     def _unknown(self, e: DeviceError) -> Result:
         """A status that could not be read, as a result that still carries the counters and

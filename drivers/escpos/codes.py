@@ -13,6 +13,12 @@ CODES: dict[str, Code] = {
         hint=N_("Open the cover, clear the paper jam at the cutter, close the cover."),
     ),
     "PAPER_END": code(FAIL, N_("Paper end"), hint=N_("Load a new paper roll of the right width and close the cover.")),
+    "PAPER_LOW_FORECAST": code(
+        WARN,
+        N_("Paper for about {paper_days_left} days left"),
+        N_("The paper roll will run out soon"),
+        hint=N_("At the usual use the paper roll runs out within days: have a new roll of the right width ready, or change it at the next quiet moment."),
+    ),
     "PAPER_NEAR_END": code(
         WARN,
         N_("Paper near end"),

@@ -26,7 +26,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from posagent.core.statefile import read_json, state_path, write_json
@@ -34,6 +34,7 @@ from posagent.core.statefile import read_json, state_path, write_json
 log = logging.getLogger("posagent.drivers.escpos")
 
 SCHEMA = 1
+DAYS_KEPT = 30  # days of daily paper usage kept for the forecast
 _ID_STRING_MAX = 80
 _WRITE_ERRORS: dict[str, str] = {}  # state file -> the last error logged: each is logged once per process
 
@@ -47,6 +48,9 @@ class Counters:
     paper_end_active: bool = False
     lines_total: int = 0
     cuts_total: int = 0
+    #: paper printed per local day ("2026-12-05" -> mm), the last DAYS_KEPT days: the usage
+    #: the forecast of the roll's end is made from (escpos.forecast)
+    daily_mm: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, raw: Any) -> Counters:
@@ -57,7 +61,13 @@ class Counters:
         for f in fields(cls):
             value = raw.get(f.name)
             default = getattr(out, f.name)
-            if isinstance(default, bool):
+            if isinstance(default, dict):
+                ok = isinstance(value, dict) and all(
+                    isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+                    for k, v in value.items())
+                if ok and isinstance(value, dict):
+                    value = {k: float(v) for k, v in value.items()}
+            elif isinstance(default, bool):
                 ok = isinstance(value, bool)
             elif isinstance(default, int):
                 ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
@@ -178,6 +188,10 @@ class CounterStore:
             c.lines_total += lines
             c.cuts_total += cuts
             c.paper_mm = round(c.paper_mm + mm, 1)
+            today = dt.date.today().isoformat()
+            c.daily_mm[today] = round(c.daily_mm.get(today, 0.0) + mm, 1)
+            for day in sorted(c.daily_mm)[:-DAYS_KEPT]:
+                del c.daily_mm[day]
             return True
 
         return self.update(change)

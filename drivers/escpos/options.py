@@ -13,6 +13,8 @@ class EscposOptions:
     ribbon_life_lines: int = 0  # rated ribbon life in printed lines; 0 = unknown (count, never warn)
     ribbon_warn_pct: float = 80.0  # RIBBON_WORN from this share of the life
     paper_width_mm: float = 80.0
+    roll_length_m: float = 0.0  # the paper roll's length; 0 = typical for the width (80 mm: 80 m, 58 mm: 40 m)
+    paper_warn_days: float = 2.0  # PAPER_LOW_FORECAST when fewer days of paper are left
     line_height_mm: float = 4.23  # ESC 2 default spacing, 1/6 inch
     columns: int = 0  # characters per line; 0 = from the paper width (80 mm: 42, 58 mm: 32)
     slip_qr: bool = True  # QR code of the terminal id on the test slip (thermal only)
@@ -40,6 +42,8 @@ class EscposOptions:
             raise ValueError("paper_width_mm must be 20-120 and line_height_mm 0-20")
         if not 0 <= self.columns <= 255 or not 0 <= self.feed_lines <= 255:
             raise ValueError("columns and feed_lines must be 0-255")
+        if not 0 <= self.roll_length_m <= 1000 or not 0 <= self.paper_warn_days <= 365:
+            raise ValueError("roll_length_m must be 0-1000 and paper_warn_days 0-365")
         if min(self.reply_timeout, self.identity_timeout, self.job_timeout, self.connect_timeout) <= 0:
             raise ValueError("timeouts must be positive")
 
