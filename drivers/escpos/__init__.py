@@ -169,6 +169,9 @@ class EscposDriver(Driver):
         """``paper_remaining_pct`` and ``paper_days_left`` (escpos.forecast), and
         PAPER_LOW_FORECAST before the near-end sensor trips."""
         o = self.options
+        if self.share == "guest":  # the POS application's receipts are not counted: no honest figure
+            fields["paper_remaining_pct"] = fields["paper_days_left"] = None
+            return []
         roll = forecast.roll_length_mm(o.roll_length_m, o.paper_width_mm)
         left = forecast.remaining_pct(counters.paper_mm, roll, st.paper == "near_end")
         days = forecast.days_left(left, roll, forecast.usage_per_day(counters.daily_mm, dt.date.today()))

@@ -55,3 +55,11 @@ def test_the_forecast_warns_before_the_near_end_sensor(sim: SimHandle, write_con
     sim.sim.k["paper"] = "near_end"
     st = receipt_status(cfg)
     assert st["code"] == "PAPER_NEAR_END" and st["paper_remaining_pct"] <= 10.0
+
+
+def test_a_guest_has_no_forecast(sim: SimHandle, write_config: Callable[..., Path], tmp_path: Path) -> None:
+    """As a guest the POS application's receipts are not counted: null, never a made-up 100 %."""
+    cfg = write_config(f'[agent]\nstate_dir = "{tmp_path / "state"}"\n'
+                       + printer(sim.url, roll_m=2.0).replace('share = "owner"', 'share = "guest"'))
+    st = receipt_status(cfg)
+    assert st["paper_remaining_pct"] is None and st["paper_days_left"] is None
