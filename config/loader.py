@@ -27,6 +27,7 @@ import urllib.parse
 from importlib import resources
 from typing import Any
 
+from posagent.config.calendar import country_supported, ics_days
 from posagent.config.errors import ConfigError, did_you_mean, problem
 from posagent.config.model import (
     AgentSection,
@@ -176,6 +177,9 @@ def _validate(raw: dict[str, Any], path: str, state_dir_override: str | None) ->
             changes["state_dir"] = state_dir_override
         if changes:
             sections["agent"] = dataclasses.replace(agent, **changes)
+    sched = sections["schedule"]
+    if isinstance(sched, ScheduleSection):
+        _check_calendar(sched, path, problems)
     upstream = sections["upstream"]
     if isinstance(upstream, UpstreamSection) and upstream.url:
         _check_upstream(upstream, path, problems)
@@ -192,6 +196,24 @@ def _validate(raw: dict[str, Any], path: str, state_dir_override: str | None) ->
 
 def _got_table(raw: Any) -> str:
     return _("expected a TOML document (tables of keys), got {value}").format(value=type(raw).__name__)
+
+
+def _check_calendar(sched: ScheduleSection, path: str, problems: list[str]) -> None:
+    """blackout_country must be a country the holidays package knows; blackout_ics an
+    absolute path to a readable iCalendar file."""
+    if sched.blackout_country and not country_supported(sched.blackout_country):
+        problems.append(problem(path, "schedule.blackout_country",
+                                _("'{value}' is not a country code the holidays package knows").format(
+                                    value=sched.blackout_country), _('e.g. "CN"')))
+    if sched.blackout_ics:
+        if not sched.blackout_ics.startswith("/"):
+            problems.append(problem(path, "schedule.blackout_ics", _("expected an absolute path"),
+                                    _('e.g. "/etc/posagent/blackout.ics"')))
+            return
+        try:
+            ics_days(sched.blackout_ics)
+        except ValueError as e:
+            problems.append(problem(path, "schedule.blackout_ics", str(e)))
 
 
 def _check_upstream(up: UpstreamSection, path: str, problems: list[str]) -> None:

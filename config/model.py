@@ -84,6 +84,8 @@ class ScheduleSection:
     jitter: Duration = ranged(Duration(1800.0), 0.0, DAY)
     business_hours: HourRange | None = None
     blackout_dates: list[dt.date] = field(default_factory=list)
+    blackout_country: str = text("", 8)  # "CN": that country's public holidays are blackout days too
+    blackout_ics: str = text("", 4096)  # an iCalendar file: every day an event covers is a blackout day
     startup_jitter: Duration = ranged(Duration(60.0), 0.0, 3600.0)
     event_dedupe: Duration = ranged(Duration(300.0), 0.0, DAY)
     # fleet-wide faults (the acquirer down): their events wait a random part of this

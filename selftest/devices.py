@@ -8,12 +8,14 @@ device's last fresh reading (``freshness``) for the times the POS application ho
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from posagent.config.calendar import blackout_days
 from posagent.config.model import Config, DeviceConfig
 from posagent.core.base import Driver, DriverEnv, Result
 from posagent.core.errors import DeviceError
@@ -48,7 +50,8 @@ class DeviceSet:
         self.env = DriverEnv(state_dir=config.agent.state_dir, terminal_id=config.agent.terminal_id,
                              check_timeout=config.agent.check_timeout,
                              business_hours=config.schedule.business_hours,
-                             blackout_dates=tuple(config.schedule.blackout_dates))
+                             blackout_dates=tuple(config.schedule.blackout_dates)
+                             + _calendar_days(config))
         self._drivers: dict[str, Driver | Broken] = {}
         self._lock = threading.Lock()
         #: Each device's last fresh reading, stood in while another program holds it.
@@ -123,3 +126,12 @@ def _close_quietly(driver: Driver) -> None:
         driver.close()
     except Exception as e:
         log.warning("closing %s failed: %s", driver.device.name, e)
+
+
+def _calendar_days(config: Config) -> tuple[dt.date, ...]:
+    """The coming year's holidays and calendar events, as blackout dates for the drivers
+    (no disruptive test, such as a UPS battery test, runs on them)."""
+    sched = config.schedule
+    if not sched.blackout_country and not sched.blackout_ics:
+        return ()
+    return blackout_days(sched.blackout_country, sched.blackout_ics, dt.date.today(), 366)

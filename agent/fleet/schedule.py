@@ -33,6 +33,7 @@ import random
 import time
 from dataclasses import dataclass
 
+from posagent.config.calendar import blackout_reason
 from posagent.config.model import MIN_POLL, ScheduleSection
 from posagent.core.base import Level
 from posagent.core.statefile import write_json
@@ -124,6 +125,10 @@ def level_for(when: dt.datetime, sched: ScheduleSection, wanted: Level = Level.E
         return wanted, ""
     if local.date() in sched.blackout_dates:
         return Level.INTERNAL, f"blackout date {local.date().isoformat()}: internal checks only, nothing printed"
+    why = blackout_reason(local.date(), sched.blackout_country, sched.blackout_ics)
+    if why:
+        return Level.INTERNAL, (f"blackout date {local.date().isoformat()}, {why}: internal checks only, "
+                                "nothing printed")
     hours = sched.business_hours
     if hours is not None and hours.contains(local.time()):
         return Level.INTERNAL, f"inside business hours {hours}: internal checks only, no test slip printed"
@@ -268,6 +273,8 @@ def week_ahead(now: dt.datetime, sched: ScheduleSection, terminal_id: str, days:
         day = start + dt.timedelta(days=k)
         at = slot_on(day, sched, terminal_id, tz)
         level, reason = level_for(at, sched, tz=tz)
-        out.append(DayPlan(day, at, level, reason, day in sched.blackout_dates,
+        blackout = day in sched.blackout_dates or bool(
+            blackout_reason(day, sched.blackout_country, sched.blackout_ics))
+        out.append(DayPlan(day, at, level, reason, blackout,
                            str(sched.business_hours) if sched.business_hours is not None else None))
     return out
