@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from posagent.core.catalog import UNKNOWN, Code, code
+from posagent.core.catalog import UNKNOWN, WARN, Code, code
 from posagent.core.i18n import N_
 
 SHARED: dict[str, Code] = {
@@ -61,6 +61,12 @@ SHARED: dict[str, Code] = {
         N_("No permission to open {where}"),
         N_("No permission to open the device: {detail}"),
         hint=N_("Add the posagent user to the device's group (dialout, lp or input)."),
+    ),
+    "STATE_STORE_RECOVERED": code(
+        WARN,
+        N_("The agent's outbox was damaged and replaced: {salvaged} messages saved, the damaged file kept"),
+        N_("The agent's outbox was damaged and replaced"),
+        hint=N_("The state store was damaged (often a power cut on the storage): the agent replaced it and goes on. If it happens again, check the disk and the power supply."),
     ),
     "DRIVER_BAD_RESULT": code(
         UNKNOWN,
@@ -128,6 +134,8 @@ REASONS: dict[str, str] = {
     "grab_failed": N_("cannot be held for the key scan"),
     "no_such_name": N_("is not among the input devices"),
     "no_url": N_("no URL is configured"),
+    # the agent's own state
+    "damaged": N_("was damaged"),
     # shared devices (share = "guest"): why posagent did not ask
     "uucp_lock": N_("is locked by another program (lock file in /run/lock)"),
     "flock": N_("is locked by another program (flock)"),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import random
 import threading
 import time
@@ -24,12 +25,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from posagent.config.model import Config
+from posagent.core.base import Result
 from posagent.daemon.reporter import Reporter
 from posagent.daemon.sdnotify import Notifier
 from posagent.fleet import schedule
 from posagent.fleet.delivery import Delivery, DeliveryPolicy
 from posagent.fleet.messages import AgentState
 from posagent.fleet.outbox import Outbox, OutboxError
+from posagent.fleet.outbox_recover import Recovery
 from posagent.fleet.service import make_upstream, open_outbox
 from posagent.selftest.devices import DeviceSet, Notify
 from posagent.selftest.runner import Runner
@@ -95,6 +98,8 @@ def build(config: Config, env: Env, previous: Services | None = None) -> Service
     replaced on a reload, whose devices are already closed; the new ones take over its outbox
     and delivery (or close them). Raises OutboxError when the outbox cannot be opened."""
     outbox = open_outbox(config) if previous is None else previous.outbox
+    if previous is None and outbox.recovered is not None and env.notify is not None:
+        env.notify("outbox", "posagent", recovery_result(outbox.recovered))
     devices = open_devices(config, env.notify)
     try:
         if previous is None:
@@ -118,6 +123,15 @@ def build(config: Config, env: Env, previous: Services | None = None) -> Service
         raise
     reporter = Reporter(config, outbox, delivery, env.notifier, env.state)
     return Services(config, devices, Runner(devices), outbox, delivery, reporter)
+
+
+def recovery_result(r: Recovery) -> Result:
+    """A damaged outbox that was replaced at open, as the event the fleet receives."""
+    return Result.warn("STATE_STORE_RECOVERED",
+                       f"the outbox was damaged ({r.reason}) and replaced: {r.salvaged} messages saved from it; "
+                       f"the damaged file is kept as {os.path.basename(r.aside)}",
+                       measurements={"salvaged": r.salvaged, "seq_mark": r.seq_mark},
+                       facts={"aside": os.path.basename(r.aside), "reason": "damaged"})
 
 
 def open_devices(config: Config, notify: Notify | None = None) -> DeviceSet:

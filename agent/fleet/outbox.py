@@ -21,6 +21,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -38,6 +39,7 @@ from posagent.fleet.outbox_db import (
     read_stats,
     set_meta,
 )
+from posagent.fleet.outbox_recover import Recovery, damage, move_aside, restore, salvage, seq_mark, write_seq_mark
 
 log = logging.getLogger(__name__)
 #: The types of the outbox's methods come with it (``from posagent.fleet.outbox import Outbox, Stats``).
@@ -68,7 +70,36 @@ class Outbox:
         self._lock = threading.Lock()
         self._unlogged: dict[str, int] = {}
         self._drop_logged_at: float | None = None
-        self._db = connect(state_dir)  # OutboxError when it cannot be opened
+        self.state_dir = state_dir
+        #: What was done at open about a damaged database (None: it was sound).
+        self.recovered: Recovery | None = None
+        self._db = self._open_checked(state_dir)  # OutboxError when it cannot be opened
+
+    def _open_checked(self, state_dir: str) -> sqlite3.Connection:
+        """Open the outbox; a damaged one is moved aside and its readable messages kept
+        (``outbox_recover``). The seq goes on above the high-water mark kept beside it."""
+        rows: list[tuple[Any, ...]] = []
+        if os.path.exists(self.path):
+            why = damage(self.path)
+            if why is not None:
+                aside = move_aside(self.path)
+                rows = salvage(aside)
+                log.error("the outbox was damaged (%s): moved aside as %s; %d messages saved from it",
+                          why, aside, len(rows))
+                self.recovered = Recovery(aside, why, len(rows), seq_mark(state_dir))
+        db = connect(state_dir)
+        try:
+            mark = max([seq_mark(state_dir), *(int(r[0]) for r in rows)])
+            db.execute("BEGIN IMMEDIATE")
+            if rows:
+                restore(db, rows)
+            if mark > meta_int(db, "seq"):
+                set_meta(db, "seq", mark)  # never hand out a seq twice, whatever happened to the file
+            db.execute("COMMIT")
+        except sqlite3.Error as e:
+            db.close()
+            raise OutboxError(f"cannot open the outbox {self.path}: {e}") from None
+        return db
 
     def set_limits(self, max_bytes: int, max_age: float) -> None:
         with self._lock:
@@ -91,6 +122,7 @@ class Outbox:
             db.execute("INSERT INTO outbox (seq, kind, message_id, created, bytes, body) VALUES (?, ?, ?, ?, ?, ?)",
                        (seq, kind, message["message_id"], now, len(body), body))
             dropped = self._enforce_bounds(now)
+        write_seq_mark(self.state_dir, seq)  # the high-water mark, outside the database too
         if dropped:
             self._log_drops(dropped)
             with self._lock:

@@ -123,7 +123,7 @@ def test_peek_reads_the_figures_and_writes_nothing(tmp_path: Path) -> None:
     # closed (no -wal, no -shm): still read, and neither file appears (as root they would be root's)
     before = files_of(tmp_path)
     stats = peek(str(tmp_path))
-    assert files_of(tmp_path) == before and set(before) == {"outbox.db"}
+    assert files_of(tmp_path) == before and set(before) == {"outbox.db", "outbox.seq"}  # and the seq mark
     assert (stats.seq, stats.backlog, stats.dropped["heartbeat"], stats.rejected, stats.refused) == (5, 2, 2, 1, 1)
     assert peek_next_seq(str(tmp_path)) == 6
     (tmp_path / "outbox.db").write_bytes(b"not a database at all" * 100)

@@ -1,0 +1,55 @@
+"""A damaged outbox is moved aside, what is readable kept, and seq never goes back."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from posagent.fleet.outbox import Outbox
+from posagent.fleet.outbox_recover import seq_mark
+
+
+def msg(seq: int, stats: object) -> dict[str, object]:
+    return {"schema": "posagent.heartbeat/1", "message_id": str(uuid.uuid4()), "seq": seq}
+
+
+def fill(state: Path, n: int) -> None:
+    with Outbox(str(state), max_bytes=10**7, max_age=10**9) as box:
+        for _ in range(n):
+            box.commit("heartbeat", msg)
+
+
+def test_a_sound_outbox_is_left_alone_and_the_mark_follows_every_commit(tmp_path: Path) -> None:
+    fill(tmp_path, 3)
+    assert seq_mark(str(tmp_path)) == 3
+    with Outbox(str(tmp_path), max_bytes=10**7, max_age=10**9) as box:
+        assert box.recovered is None and len(box.pending_seqs()) == 3
+
+
+def test_garbage_over_the_header_is_replaced_and_seq_goes_on(tmp_path: Path) -> None:
+    fill(tmp_path, 5)
+    db = tmp_path / "outbox.db"
+    with open(db, "r+b") as fh:
+        fh.write(os.urandom(4096))  # a power cut on cheap flash
+    with Outbox(str(tmp_path), max_bytes=10**7, max_age=10**9) as box:
+        assert box.recovered is not None and box.recovered.seq_mark == 5
+        assert Path(box.recovered.aside).exists() and box.recovered.aside.startswith(str(db) + ".corrupt-")
+        assert box.commit("heartbeat", msg)["seq"] == 6  # above everything handed out before
+
+
+def test_a_damaged_page_keeps_what_can_be_read(tmp_path: Path) -> None:
+    fill(tmp_path, 40)
+    db = tmp_path / "outbox.db"
+    size = db.stat().st_size
+    with open(db, "r+b") as fh:
+        fh.seek(max(4096, size - 4096))  # the last page: the newest messages
+        fh.write(os.urandom(4096))
+    with Outbox(str(tmp_path), max_bytes=10**7, max_age=10**9) as box:
+        r = box.recovered
+        seqs = box.pending_seqs()
+        assert box.commit("heartbeat", msg)["seq"] == 41
+    if r is not None:  # quick_check saw the damage
+        assert r.salvaged == len(seqs) and seqs == sorted(seqs)
+    else:  # the page was free space: nothing lost
+        assert len(seqs) == 40
