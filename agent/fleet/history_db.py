@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 import sqlite3
 import time
 from collections.abc import Iterator
+
+from posagent.fleet.outbox_recover import move_aside
+
+log = logging.getLogger(__name__)
 
 FILENAME = "history.sqlite3"
 
@@ -56,14 +61,28 @@ def connect(state_dir: str, *, create: bool) -> Iterator[sqlite3.Connection | No
     try:
         conn.row_factory = sqlite3.Row
         if create:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
-            _migrate(conn)
-            conn.execute("INSERT OR IGNORE INTO meta VALUES ('created_at', ?)", (_iso(time.time()),))
-            _match_owner(state_dir)
+            try:
+                _prepare(conn, state_dir)
+            except sqlite3.DatabaseError as e:  # a damaged store (not a busy one): start a new one
+                if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+                    raise
+                conn.close()
+                aside = move_aside(path)
+                log.error("the history store was damaged (%s): moved aside as %s; a new one is started", e, aside)
+                conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+                conn.row_factory = sqlite3.Row
+                _prepare(conn, state_dir)
         yield conn
     finally:
         conn.close()
+
+
+def _prepare(conn: sqlite3.Connection, state_dir: str) -> None:
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.executescript(_SCHEMA)
+    _migrate(conn)
+    conn.execute("INSERT OR IGNORE INTO meta VALUES ('created_at', ?)", (_iso(time.time()),))
+    _match_owner(state_dir)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

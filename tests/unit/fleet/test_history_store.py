@@ -146,15 +146,16 @@ def test_last_selftest_for_the_heartbeat(tmp_path: Path) -> None:
 
 
 def test_a_broken_store_never_stops_a_self_test(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A damaged store is moved aside and a new one started: the self-test is recorded."""
     cfg = config(tmp_path)
     state = Path(cfg.agent.state_dir)
     state.mkdir()
     Path(history.db_path(str(state))).write_bytes(b"this is not a database" * 100)
-    with caplog.at_level(logging.WARNING, logger="posagent.fleet.history"):
-        assert history.record_selftest(cfg, report([ok()])) is False
-        assert history.last_selftest(str(state)) is None
-        assert history.counters(str(state))["selftests_run"] == 0
-    assert any("cannot keep a record" in r.getMessage() for r in caplog.records)
+    with caplog.at_level(logging.WARNING, logger="posagent.fleet"):
+        assert history.record_selftest(cfg, report([ok()])) is True
+        assert history.counters(str(state))["selftests_run"] == 1
+    assert any("history store was damaged" in r.getMessage() for r in caplog.records)
+    assert list(state.glob("history.sqlite3.corrupt-*"))
 
 
 def test_an_unusable_state_dir_is_reported_not_raised(tmp_path: Path) -> None:

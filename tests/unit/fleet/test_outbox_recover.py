@@ -53,3 +53,14 @@ def test_a_damaged_page_keeps_what_can_be_read(tmp_path: Path) -> None:
         assert r.salvaged == len(seqs) and seqs == sorted(seqs)
     else:  # the page was free space: nothing lost
         assert len(seqs) == 40
+
+
+def test_a_damaged_history_store_is_moved_aside_and_started_again(tmp_path: Path) -> None:
+    from posagent.fleet import history_db
+
+    with history_db.connect(str(tmp_path), create=True) as conn:
+        assert conn is not None
+    (tmp_path / history_db.FILENAME).write_bytes(os.urandom(8192))
+    with history_db.connect(str(tmp_path), create=True) as conn:
+        assert conn is not None and conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
+    assert list(tmp_path.glob(history_db.FILENAME + ".corrupt-*"))
