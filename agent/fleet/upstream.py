@@ -171,6 +171,9 @@ class Upstream:
         self._token = read_token(self.section, self.env)
         if self._token is None:
             log.warning("no upstream token configured: sending reports without Authorization")
+        elif scheme == "http":
+            log.warning("%s is plain http: the upstream token travels unencrypted with every report "
+                        "(allow_insecure_http is for lab networks)", shown)
         self._client: Any = None
 
     def _tls_context(self) -> Any:

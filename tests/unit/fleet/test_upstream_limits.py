@@ -75,3 +75,19 @@ def test_upstream_errors_show_the_url_redacted(url: str) -> None:
     with pytest.raises(UpstreamError) as ei:
         Upstream(UpstreamSection(url=url), env={})
     assert "S3CRET" not in str(ei.value) and "fleet.example.com/hb?***" in str(ei.value)
+
+
+def test_a_token_over_plain_http_is_said_once_at_start(tmp_path, caplog) -> None:
+    import logging
+
+    from posagent.config.model import UpstreamSection
+    from posagent.fleet.upstream import Upstream
+
+    token = tmp_path / "token"
+    token.write_text("s3cret-token\n")
+    token.chmod(0o600)
+    section = UpstreamSection(url="http://127.0.0.1:9/in", token_file=str(token), allow_insecure_http=True)
+    with caplog.at_level(logging.WARNING, logger="posagent.fleet.upstream"):
+        Upstream(section, env={})
+    said = [r.getMessage() for r in caplog.records if "plain http" in r.getMessage()]
+    assert len(said) == 1 and "token travels unencrypted" in said[0] and "s3cret" not in said[0]
