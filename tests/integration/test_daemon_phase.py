@@ -45,7 +45,7 @@ def test_restarts_and_reloads_keep_the_heartbeat_phase(tmp_path: Path) -> None:
                             d.stderr()
                 assert c.wait_for(lambda rs, s=seen: sum(kind(r, "heartbeat") for r in rs[s:]) >= 2, 30.0), d.stderr()
                 d.signal(signal.SIGTERM)
-                assert d.wait(30.0) == 0
+                assert d.wait(90.0) == 0  # (how fast it stops is test_daemon_signals' business)
         errors = [phase_error(r, wall_minus_mono, offset) for r in c.received if kind(r, "heartbeat")]
     late = sorted(errors)
     print(f"\n{len(late)} heartbeats over 5 starts and 3 reloads: arrival after the phase instant "
