@@ -123,16 +123,22 @@ def level_for(when: dt.datetime, sched: ScheduleSection, wanted: Level = Level.E
     local = when.astimezone(tz) if tz is not None else when.astimezone()
     if wanted <= Level.INTERNAL:
         return wanted, ""
-    if local.date() in sched.blackout_dates:
-        return Level.INTERNAL, f"blackout date {local.date().isoformat()}: internal checks only, nothing printed"
-    why = blackout_reason(local.date(), sched.blackout_country, sched.blackout_ics)
-    if why:
-        return Level.INTERNAL, (f"blackout date {local.date().isoformat()}, {why}: internal checks only, "
-                                "nothing printed")
+    why = blackout_why(local.date(), sched)
+    if why is not None:
+        return Level.INTERNAL, f"blackout date {local.date().isoformat()}{why}: internal checks only, nothing printed"
     hours = sched.business_hours
     if hours is not None and hours.contains(local.time()):
         return Level.INTERNAL, f"inside business hours {hours}: internal checks only, no test slip printed"
     return wanted, ""
+
+
+def blackout_why(day: dt.date, sched: ScheduleSection) -> str | None:
+    """None on an ordinary day; on a blackout day "" (a listed date) or ", <why>" (a public
+    holiday or a calendar event), as level_for() says it."""
+    if day in sched.blackout_dates:
+        return ""
+    why = blackout_reason(day, sched.blackout_country, sched.blackout_ics)
+    return f", {why}" if why else None
 
 
 def startup_delay(sched: ScheduleSection, rng: random.Random | None = None) -> float:
@@ -273,8 +279,6 @@ def week_ahead(now: dt.datetime, sched: ScheduleSection, terminal_id: str, days:
         day = start + dt.timedelta(days=k)
         at = slot_on(day, sched, terminal_id, tz)
         level, reason = level_for(at, sched, tz=tz)
-        blackout = day in sched.blackout_dates or bool(
-            blackout_reason(day, sched.blackout_country, sched.blackout_ics))
-        out.append(DayPlan(day, at, level, reason, blackout,
+        out.append(DayPlan(day, at, level, reason, blackout_why(day, sched) is not None,
                            str(sched.business_hours) if sched.business_hours is not None else None))
     return out
