@@ -103,6 +103,14 @@ class UpstreamSection:
     spool_max_age: Duration = ranged(Duration(30 * DAY), 60.0, 366 * DAY)
     ca_file: str = ""
     allow_insecure_http: bool = False
+    # a backlog goes out as JSON arrays of up to this many reports, one POST each
+    batch_max: int = ranged(50, 1, 1000)
+    # Content-Encoding: gzip on request bodies (a 415 answer turns it off for that collector)
+    gzip: bool = True
+    # the longest a Retry-After (or a RateLimit reset) may hold every request back
+    retry_after_max: Duration = ranged(Duration(3600.0), 1.0, DAY)
+    # how long an idle HTTP connection is kept for the next report: above heartbeat_interval
+    keepalive: Duration = ranged(Duration(300.0), 0.0, DAY)
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ drop counted here. The spool is bounded by size and age; under pressure, superse
 heartbeats go first, then events, then the newest heartbeat, self-test reports last.
 Every drop is counted per kind, persisted, and reported in the next messages.
 
-Delivery order (``next_pending``): the newest heartbeat once (the dashboard wants the
-present), then everything else oldest first, heartbeats included.
+Delivery order (``next_pending``, ``next_batch``): the newest heartbeat once (the dashboard
+wants the present), then everything else oldest first, heartbeats included; a backlog in
+batches, removed together by ``ack_many`` after the one 2xx that covered them.
 """
 
 from __future__ import annotations
@@ -205,6 +206,14 @@ class Outbox:
                                        "ORDER BY seq LIMIT 1").fetchone()
         return Pending(*row) if row else None
 
+    def next_batch(self, limit: int) -> list[Pending]:
+        """Up to ``limit`` messages, oldest first: the backlog as the delivery loop batches it
+        (the newest heartbeat went first, alone, by ``next_pending``)."""
+        with self._lock:
+            rows = self._db.execute("SELECT seq, kind, message_id, body, created, attempts FROM outbox "
+                                    "ORDER BY seq LIMIT ?", (max(1, int(limit)),)).fetchall()
+        return [Pending(*row) for row in rows]
+
     def get(self, seq: int) -> Pending | None:
         with self._lock:
             row = self._db.execute("SELECT seq, kind, message_id, body, created, attempts FROM outbox "
@@ -218,10 +227,22 @@ class Outbox:
             db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
             self._set_meta("last_success_at", stamp)
 
+    def ack_many(self, seqs: list[int]) -> None:
+        """A batch was delivered (one 2xx covered every message in it): remove them all at once."""
+        stamp = dt.datetime.fromtimestamp(self.clock()).astimezone().isoformat(timespec="seconds")
+        with self._tx() as db:
+            db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+            self._set_meta("last_success_at", stamp)
+
     def note_failure(self, seq: int, error: str, *, refused: bool = False) -> None:
         """A failed attempt; ``refused``: the upstream refused the agent itself (counted, kept)."""
+        self.note_failures([seq], error, refused=refused)
+
+    def note_failures(self, seqs: list[int], error: str, *, refused: bool = False) -> None:
+        """One failed attempt that carried ``seqs`` (a batch); a refusal is counted once, per request."""
         with self._tx() as db:
-            db.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE seq = ?", (error[:500], seq))
+            db.executemany("UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE seq = ?",
+                           [(error[:500], s) for s in seqs])
             if refused:
                 self._set_meta("refused", self._meta_int("refused") + 1)
 

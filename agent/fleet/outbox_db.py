@@ -56,6 +56,7 @@ class Stats:
     last_success_at: str | None = None
     oldest_created: float | None = None
     refused: int = 0  # attempts the upstream refused as a whole (401/403/404...): reports kept
+    newest_created: float | None = None  # with oldest_created: the span a backlog covers (its pace)
 
     @property
     def dropped_total(self) -> int:
@@ -117,12 +118,13 @@ def set_meta(db: sqlite3.Connection, key: str, value: object) -> None:
 
 def read_stats(db: sqlite3.Connection, seq: int) -> Stats:
     """The outbox figures, read on ``db`` (inside the caller's transaction or read-only)."""
-    n, size, oldest = db.execute("SELECT count(*), coalesce(sum(bytes), 0), min(created) FROM outbox").fetchone()
+    n, size, oldest, newest = db.execute(
+        "SELECT count(*), coalesce(sum(bytes), 0), min(created), max(created) FROM outbox").fetchone()
     last = db.execute("SELECT value FROM meta WHERE key = 'last_success_at'").fetchone()
     return Stats(seq=seq, backlog=n, backlog_bytes=size,
                  dropped={k: meta_int(db, f"dropped_{k}") for k in KINDS},
                  rejected=meta_int(db, "rejected"), last_success_at=last[0] if last else None,
-                 oldest_created=oldest, refused=meta_int(db, "refused"))
+                 oldest_created=oldest, refused=meta_int(db, "refused"), newest_created=newest)
 
 
 def empty_stats() -> Stats:

@@ -19,7 +19,9 @@ def heartbeat_offset(terminal_id: str, interval: float) -> float:
     if interval <= 0:
         return 0.0
     digest = hashlib.sha256(b"posagent.heartbeat:" + terminal_id.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64 * interval
+    offset = int.from_bytes(digest[:8], "big") / 2.0**64 * interval
+    # the top few of 2**64 values round to 1.0 as a float: keep the promise of "< interval"
+    return min(offset, math.nextafter(interval, 0.0))
 
 
 def next_beat(now: float, interval: float, offset: float) -> float:

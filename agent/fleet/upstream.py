@@ -1,17 +1,27 @@
-"""Delivery of one report to the upstream URL: HTTPS POST of JSON, with retries.
+"""Delivery of reports to the upstream URL: HTTPS POST of JSON, one report or a batch.
 
 - TLS with certificate verification by default (``ca_file`` for a private CA); plain http
   only with ``allow_insecure_http = true``.
 - ``Authorization: Bearer <token>`` from systemd's ``$CREDENTIALS_DIRECTORY/upstream-token``
   (LoadCredential=) or from ``token_file``, which must not be readable by group or others.
 - ``Idempotency-Key: <message_id>``: the receiver dedupes on it (delivery is at-least-once).
-- Retries (tenacity): connection errors, timeouts, 408, 429 and 5xx, with exponential
-  backoff and full jitter, capped; ``Retry-After`` on 429/503 is honoured, capped too. It
-  is read only as 1-10 ASCII digits of at most a day (``RETRY_AFTER_MAX``) or an HTTP date
-  at most a day ahead; anything else is ignored (one log line) and the backoff applies.
+- ``post()`` is one attempt, of one report or of a batch (a JSON array of reports, each
+  with its own ``message_id``: the receiver dedupes each). The daemon's delivery loop
+  (``fleet/delivery.py``) is the only retry level; ``send()`` retries inside (tenacity) and
+  is for a technician's interactive ``posagent heartbeat --send`` only.
+- Bodies of at least ``GZIP_MIN`` bytes go with ``Content-Encoding: gzip`` (``gzip = true``);
+  a 415 answer to a compressed body turns compression off for this collector and the same
+  request goes again uncompressed. The HTTP/1.1 connection is kept for ``keepalive``
+  seconds (longer than a heartbeat interval, so a heartbeat does not pay a TLS handshake).
+- What the answer says about pacing is handed to the loop: ``Retry-After`` (on 429, any 5xx
+  and any 2xx), read only as 1-10 ASCII digits of at most a day (``RETRY_AFTER_MAX``) or an
+  HTTP date at most a day ahead, anything else ignored with one log line; and the IETF
+  ``RateLimit`` / ``RateLimit-Policy`` fields (``parse_ratelimit``: the pace a collector
+  wants a backlog drained at).
+- Classification: connection errors, timeouts, 408, 429 and 5xx are transient (``FAILED``).
   Other 4xx are not retried: 401/403/404/405/407 and redirects mean the agent is refused
   or misconfigured (``REFUSED``: keep the report, tell the operator once); any other 4xx is
-  about this one report (``REJECTED``: record it and move on).
+  about the report(s) sent (``REJECTED``: record it and move on).
 
 The token never appears in a log line or an exception message, and the URL only redacted
 (``redact_url``: no userinfo, no query string). A URL with a user or password is refused
@@ -23,6 +33,8 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import enum
+import gzip
+import hashlib
 import logging
 import os
 import random
@@ -30,7 +42,7 @@ import re
 import ssl
 import stat
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +58,14 @@ _RETRY = {408, 429}
 #: The longest Retry-After honoured (seconds); a longer one is ignored like garbage.
 RETRY_AFTER_MAX = 86400.0
 _DELTA_SECONDS = re.compile(r"[0-9]{1,10}")  # ASCII digits only: str.isdigit() takes "٣" and "³" too
+#: Bodies shorter than this go uncompressed: gzip's own 18 bytes of frame would outweigh the gain.
+GZIP_MIN = 256
+#: The largest number a RateLimit field may carry here (quota, window, remaining, reset).
+_RATELIMIT_MAX = 10**9
+#: One member of a structured-field List: a string or token, then ;key=value parameters.
+_SF_MEMBER = re.compile(r'\s*(?:"[^"\\]*"|[A-Za-z*][A-Za-z0-9_:.*/%!#$&\'+^`|~-]*)'
+                        r'((?:\s*;\s*[a-z*][a-z0-9_.*-]*(?:=(?:"[^"\\]*"|:[A-Za-z0-9+/=]*:|[A-Za-z0-9_.*:/%+-]+))?)*)\s*')
+_SF_PARAM = re.compile(r';\s*([a-z*][a-z0-9_.*-]*)(?:=("[^"\\]*"|:[A-Za-z0-9+/=]*:|[A-Za-z0-9_.*:/%+-]+))?')
 
 
 class UpstreamError(Exception):
@@ -59,6 +79,19 @@ class Outcome(enum.Enum):
     REJECTED = "rejected"  # this report is refused for good: record it, go on
 
 
+@dataclass(frozen=True)
+class ServerPace:
+    """What a collector said about pacing with the RateLimit header fields
+    (draft-ietf-httpapi-ratelimit-headers): ``rate`` requests per second it wants at most
+    (the tightest ``RateLimit-Policy`` quota in requests, ``q / w``, or ``r / t`` of a
+    ``RateLimit`` item), and the tightest service limit: ``remaining`` requests before
+    ``reset`` seconds have passed. None where the answer did not say."""
+
+    rate: float | None = None
+    remaining: int | None = None
+    reset: float | None = None
+
+
 @dataclass
 class SendResult:
     outcome: Outcome
@@ -66,6 +99,9 @@ class SendResult:
     http_status: int | None = None
     retry_after: float | None = None
     attempts: int = 1
+    pace: ServerPace | None = None
+    gzipped: bool = False  # the (last) request went compressed
+    wire_bytes: int = 0  # the body as it went on the wire
 
 
 @dataclass(frozen=True)
@@ -144,7 +180,8 @@ def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> floa
 
 @dataclass
 class Upstream:
-    """One upstream endpoint. ``send()`` retries; ``post_once()`` is a single attempt."""
+    """One upstream endpoint (a collector). ``post()`` / ``post_once()`` are one attempt each
+    (the daemon's delivery loop); ``send()`` retries (the CLI's interactive send)."""
 
     section: UpstreamSection
     policy: RetryPolicy = field(default_factory=RetryPolicy)
@@ -175,6 +212,7 @@ class Upstream:
             log.warning("%s is plain http: the upstream token travels unencrypted with every report "
                         "(allow_insecure_http is for lab networks)", shown)
         self._client: Any = None
+        self._gzip = bool(self.section.gzip)
 
     def _tls_context(self) -> Any:
         if not self.section.ca_file:
@@ -190,8 +228,11 @@ class Upstream:
         if self._client is None:
             import httpx  # deferred: heavy; only a send needs it, not every importer of this module
 
+            # One kept HTTP/1.1 connection, idle for up to `keepalive` (httpx's default of 5 s
+            # made every heartbeat a new TCP and TLS handshake).
+            limits = httpx.Limits(max_keepalive_connections=1, keepalive_expiry=float(self.section.keepalive))
             self._client = httpx.Client(timeout=float(self.section.timeout), verify=self._verify,
-                                        follow_redirects=False,
+                                        follow_redirects=False, limits=limits,
                                         headers={"User-Agent": f"posagent/{__version__}"})
         return self._client
 
@@ -203,20 +244,56 @@ class Upstream:
                 log.debug("closing the HTTP client: %s", e)
             self._client = None
 
+    @property
+    def compressing(self) -> bool:
+        """Whether bodies go compressed (``gzip = true`` and no 415 from this collector yet)."""
+        return self._gzip
+
     def post_once(self, body: bytes, message_id: str) -> SendResult:
+        """One attempt with one report."""
+        return self._post(body, message_id)
+
+    def post(self, bodies: Sequence[bytes], message_ids: Sequence[str]) -> SendResult:
+        """One attempt with the reports ``bodies`` (their JSON as stored): one report as it
+        is, several as one JSON array (a batch). A 2xx accepts all of them; the receiver
+        dedupes each on its ``message_id``."""
+        if len(bodies) == 1:
+            return self._post(bodies[0], message_ids[0])
+        return self._post(batch_body(bodies), batch_key(message_ids))
+
+    def _post(self, body: bytes, key: str) -> SendResult:
+        result = self._post_encoded(body, key, compress=self._gzip and len(body) >= GZIP_MIN)
+        if result.http_status == 415 and result.gzipped:
+            # The collector does not take compressed bodies: say so once, stop compressing
+            # for it, and send the same request plain (a negotiation, not a retry).
+            log.warning("upstream %s answered 415 to a gzip body: sending uncompressed from now on",
+                        redact_url(self.section.url))
+            self._gzip = False
+            result = self._post_encoded(body, key, compress=False)
+        return result
+
+    def _post_encoded(self, body: bytes, key: str, *, compress: bool) -> SendResult:
         import httpx  # deferred: heavy; only a send needs it, not every importer of this module
 
-        headers = {"Content-Type": "application/json", "Idempotency-Key": message_id}
+        headers = {"Content-Type": "application/json", "Idempotency-Key": key}
+        if compress:
+            body = gzip.compress(body, compresslevel=6, mtime=0)
+            headers["Content-Encoding"] = "gzip"
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         try:
             resp = self._http().post(self.section.url, content=body, headers=headers)
         except httpx.TimeoutException:
-            return SendResult(Outcome.FAILED, f"no answer within {float(self.section.timeout):g} s")
+            return SendResult(Outcome.FAILED, f"no answer within {float(self.section.timeout):g} s",
+                              gzipped=compress, wire_bytes=len(body))
         except httpx.HTTPError as e:
-            return SendResult(Outcome.FAILED, f"connection failed: {_short(e, self.section.url)}")
-        return classify(resp.status_code, resp.reason_phrase, resp.headers.get("Retry-After"),
-                        resp.headers.get("Location"))
+            return SendResult(Outcome.FAILED, f"connection failed: {_short(e, self.section.url)}",
+                              gzipped=compress, wire_bytes=len(body))
+        result = classify(resp.status_code, resp.reason_phrase, resp.headers.get("Retry-After"),
+                          resp.headers.get("Location"))
+        result.pace = parse_ratelimit(resp.headers.get("RateLimit-Policy"), resp.headers.get("RateLimit"))
+        result.gzipped, result.wire_bytes = compress, len(body)
+        return result
 
     def send(self, body: bytes, message_id: str) -> SendResult:
         """Post with retries on transient failures; the last attempt's result."""
@@ -263,12 +340,25 @@ def full_jitter(rng: random.Random, base: float, cap: float, failures: int) -> f
     return rng.uniform(0.0, min(cap, base * 2.0 ** min(max(1, failures) - 1, 60)))
 
 
+def batch_body(bodies: Sequence[bytes]) -> bytes:
+    """The JSON array of stored report bodies (each already a JSON object)."""
+    return b"[" + b",".join(bodies) + b"]"
+
+
+def batch_key(message_ids: Sequence[str]) -> str:
+    """The ``Idempotency-Key`` of a batch: a digest of its message ids, so the same batch
+    sent again carries the same key (the receiver still dedupes each message on its id)."""
+    digest = hashlib.sha256("\n".join(message_ids).encode("ascii", "replace")).hexdigest()
+    return f"batch-{len(message_ids)}-{digest[:32]}"
+
+
 def classify(status: int, reason: str, retry_after: str | None = None, location: str | None = None) -> SendResult:
     what = f"HTTP {status} {reason}".rstrip()
     if 200 <= status < 300:
-        return SendResult(Outcome.DELIVERED, what, status)
+        # a collector may accept and still ask for a pause: it holds the next request
+        return SendResult(Outcome.DELIVERED, what, status, retry_after=parse_retry_after(retry_after))
     if status in _RETRY or status >= 500:
-        ra = parse_retry_after(retry_after) if status in (429, 503) else None
+        ra = parse_retry_after(retry_after) if status == 429 or status >= 500 else None
         return SendResult(Outcome.FAILED, what, status, retry_after=ra)
     if status == 401:
         return SendResult(Outcome.REFUSED, f"{what}: the upstream does not accept the token "
@@ -292,3 +382,58 @@ def _short(e: BaseException, url: str = "") -> str:
     if url:
         text = text.replace(url, redact_url(url))
     return text[:300]
+
+
+def parse_ratelimit(policy: str | None, limit: str | None) -> ServerPace | None:
+    """The pace asked by the ``RateLimit-Policy`` and ``RateLimit`` fields
+    (draft-ietf-httpapi-ratelimit-headers: Lists of items such as ``"default";q=100;w=60``
+    and ``"default";r=50;t=30``). Only quotas in requests count (``qu`` absent or
+    ``"requests"``); of several policies or limits the tightest wins. A malformed field is
+    ignored as a whole (the draft says so), as is any number beyond ``_RATELIMIT_MAX``.
+    None when neither field says anything usable."""
+    rates: list[float] = []
+    tightest: tuple[int, float | None] | None = None
+    for params in _sf_members(policy):
+        q, w = _sf_int(params.get("q")), _sf_int(params.get("w"))
+        if params.get("qu", '"requests"') == '"requests"' and q is not None and w:
+            rates.append(q / w)
+    for params in _sf_members(limit):
+        r, t = _sf_int(params.get("r")), _sf_int(params.get("t"))
+        if r is None:
+            continue
+        if t and r > 0:
+            rates.append(r / t)
+        if tightest is None or r < tightest[0]:
+            tightest = (r, float(t) if t is not None else None)
+    if not rates and tightest is None:
+        return None
+    return ServerPace(rate=min(rates) if rates else None,
+                      remaining=tightest[0] if tightest else None, reset=tightest[1] if tightest else None)
+
+
+def _sf_members(value: str | None) -> list[dict[str, str]]:
+    """The parameters of each member of a structured-field List; [] when the field is
+    absent, too long or malformed anywhere (then it is ignored as a whole)."""
+    if not value or len(value) > 1024:
+        return []
+    members: list[dict[str, str]] = []
+    pos = 0
+    while pos < len(value):
+        m = _SF_MEMBER.match(value, pos)
+        if m is None or m.end() == pos:
+            return []
+        members.append({k: v for k, v in _SF_PARAM.findall(m.group(1))})
+        pos = m.end()
+        if pos < len(value):
+            if value[pos] != ",":
+                return []
+            pos += 1
+    return members
+
+
+def _sf_int(text: str | None) -> int | None:
+    """A non-negative structured-field Integer of at most _RATELIMIT_MAX, else None."""
+    if text is None or not text.isascii() or not text.isdigit() or len(text) > 15:
+        return None
+    n = int(text)
+    return n if n <= _RATELIMIT_MAX else None

@@ -1,21 +1,27 @@
 """A small real HTTP collector on 127.0.0.1 for the delivery tests.
 
 It records every request it receives (path, headers, body, parsed JSON, the status it
-answered) and answers by a script: a queue of ``Reply`` items (then ``default``), each a
-status with headers, or ``hang`` (answer only after ``hang`` seconds, so the client times
-out), or ``drop`` (close the connection without an answer). ``stop()`` closes the
-listening socket and every open connection, so "the collector is down" is real; ``start()``
-again on the same port brings it back. Waits use a Condition with a deadline.
+answered), as a real collector reads it: a ``Content-Encoding: gzip`` body is decompressed,
+and a batch (a JSON array of reports) is recorded as one ``Received`` per report, in order,
+each saying which request carried it (``requests`` keeps one entry per request; ``unique()``
+is what a collector that dedupes on ``message_id`` keeps). It answers by a script: a queue
+of ``Reply`` items (then ``default``), each a status with headers, or ``hang`` (answer only
+after ``hang`` seconds, so the client times out), or ``drop`` (close the connection without
+an answer). ``stop()`` closes the listening socket and every open connection, so "the
+collector is down" is real; ``start()`` again on the same port brings it back. Waits use
+a Condition with a deadline.
 """
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import socket
 import ssl
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +45,11 @@ class Received:
     json: Any
     status: int | None  # what was answered; None for a dropped connection
     at: float  # time.monotonic() when it arrived
+    request: int = 0  # the index of the request that carried it (in Collector.requests)
+    batch: int = 0  # the number of reports in that request's JSON array; 0: a single object
+    wire_bytes: int = 0  # that request's body as it came (compressed or not)
+    encoding: str = ""  # its Content-Encoding
+    client_port: int = 0  # the client's port: the same one again means a kept connection
 
 
 class _Server(ThreadingHTTPServer):
@@ -86,11 +97,18 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         c = self.server.collector
         length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length)
+        wire = self.rfile.read(length)
+        body = wire
+        if (self.headers.get("Content-Encoding") or "").lower() == "gzip":
+            try:
+                body = gzip.decompress(wire)
+            except (OSError, EOFError, zlib.error):
+                body = b""
         try:
             parsed = json.loads(body)
         except ValueError:
             parsed = None
+        self.wire = wire
         reply = c.next_reply()
         if reply.hang:
             c.release.wait(reply.hang)
@@ -116,7 +134,8 @@ class Collector:
         self.port = port
         self.tls = tls
         self.default = Reply()
-        self.received: list[Received] = []
+        self.received: list[Received] = []  # one per report (a batch gives several)
+        self.requests: list[Received] = []  # one per request
         self.release = threading.Event()  # set to end every hang at once
         self._script: deque[Reply] = deque()
         self._cond = threading.Condition()
@@ -164,9 +183,20 @@ class Collector:
             return self._script.popleft() if self._script else self.default
 
     def record(self, h: _Handler, body: bytes, parsed: Any, status: int | None) -> None:
+        headers = {k.lower(): v for k, v in h.headers.items()}
+        wire = getattr(h, "wire", body)
         with self._cond:
-            self.received.append(Received(h.path, {k.lower(): v for k, v in h.headers.items()}, body, parsed,
-                                          status, time.monotonic()))
+            request = Received(h.path, headers, body, parsed, status, time.monotonic(), len(self.requests),
+                               len(parsed) if isinstance(parsed, list) else 0, len(wire),
+                               headers.get("content-encoding", ""), h.client_address[1])
+            self.requests.append(request)
+            if isinstance(parsed, list):
+                for item in parsed:
+                    self.received.append(Received(h.path, headers, body, item, status, request.at, request.request,
+                                                  request.batch, request.wire_bytes, request.encoding,
+                                                  request.client_port))
+            else:
+                self.received.append(request)
             self._cond.notify_all()
 
     def wait_for(self, predicate: Callable[[list[Received]], bool], timeout: float) -> bool:
@@ -183,3 +213,12 @@ class Collector:
         """The messages answered with a 2xx."""
         with self._cond:
             return [r.json for r in self.received if r.status is not None and 200 <= r.status < 300]
+
+    def unique(self) -> dict[str, dict[str, Any]]:
+        """The messages answered with a 2xx, deduplicated on ``message_id`` as a collector
+        does (the agent delivers at least once); the first copy wins."""
+        kept: dict[str, dict[str, Any]] = {}
+        for m in self.delivered():
+            if isinstance(m, dict) and isinstance(m.get("message_id"), str):
+                kept.setdefault(m["message_id"], m)
+        return kept
