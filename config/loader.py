@@ -30,7 +30,9 @@ from typing import Any
 from posagent.config.calendar import country_supported, ics_days
 from posagent.config.errors import ConfigError, did_you_mean, problem
 from posagent.config.model import (
+    COMMAND_ACTIONS,
     AgentSection,
+    CommandsSection,
     Config,
     DeviceConfig,
     ExportSection,
@@ -48,7 +50,7 @@ from posagent.core.values import Range, control_char, parse_duration
 
 DEFAULT_PATH = "/etc/posagent/posagent.toml"
 _SECTIONS = {"agent": AgentSection, "schedule": ScheduleSection, "upstream": UpstreamSection,
-             "export": ExportSection, "history": HistorySection}
+             "export": ExportSection, "history": HistorySection, "commands": CommandsSection}
 _DEVICE_KEYS = ("name", "driver", "url", "options", "timeout", "enabled", *SHARE_KEYS)
 LANGUAGES = ("auto", "en", "zh-CN")
 #: The largest config file read (bytes); the example is about 3 KiB.
@@ -181,8 +183,11 @@ def _validate(raw: dict[str, Any], path: str, state_dir_override: str | None) ->
     if isinstance(sched, ScheduleSection):
         _check_calendar(sched, path, problems)
     upstream = sections["upstream"]
-    if isinstance(upstream, UpstreamSection) and upstream.url:
+    if isinstance(upstream, UpstreamSection) and upstream.all_urls():
         _check_upstream(upstream, path, problems)
+    cmds = sections["commands"]
+    if isinstance(cmds, CommandsSection):
+        _check_commands(cmds, path, problems)
     devices = _devices(raw.get("device", []), path, problems)
     if problems:
         if len(problems) > MAX_PROBLEMS:
@@ -216,30 +221,70 @@ def _check_calendar(sched: ScheduleSection, path: str, problems: list[str]) -> N
             problems.append(problem(path, "schedule.blackout_ics", str(e)))
 
 
+_HTTP = ("http", "https")
+_MQTT = ("mqtt", "mqtts")
+
+
 def _check_upstream(up: UpstreamSection, path: str, problems: list[str]) -> None:
-    scheme = up.url.split(":", 1)[0].lower()
-    if split_userinfo(up.url)[0] is not None or "@" in urllib.parse.urlsplit(up.url).netloc:
+    urls = up.all_urls()
+    if len(urls) > 16:
+        problems.append(problem(path, "upstream.urls", _("{count} URLs; at most {limit} are supported").format(
+            count=len(urls), limit=16), _("list the collectors or brokers of one site")))
+        return
+    kinds = {("mqtt" if u.split(":", 1)[0].lower() in _MQTT else "http") for u in urls}
+    if len(kinds) > 1:
+        problems.append(problem(path, "upstream.urls", _("mixes http(s) and mqtt(s) URLs"),
+                                _("list collectors of one kind: all https:// or all mqtts://")))
+        return
+    for u in urls:
+        _check_one_url(u, "upstream.url" if u == up.url else "upstream.urls", up, path, problems)
+    if up.mqtt_version not in ("auto", "5", "3.1.1"):
+        problems.append(problem(path, "upstream.mqtt_version", _("'{value}' is not an MQTT version").format(
+            value=up.mqtt_version), _('write "auto", "5" or "3.1.1"')))
+    if not up.prefix.strip("/") or any(c in up.prefix for c in "+#"):
+        problems.append(problem(path, "upstream.prefix", _("a topic prefix is not empty and holds no + or #"),
+                                _('e.g. "posagent"')))
+    if bool(up.client_cert) != bool(up.client_key):
+        problems.append(problem(path, "upstream.client_cert",
+                                _("a client certificate needs its key, and a key its certificate"),
+                                _("set both client_cert and client_key, or neither")))
+
+
+def _check_one_url(url: str, key: str, up: UpstreamSection, path: str, problems: list[str]) -> None:
+    scheme = url.split(":", 1)[0].lower()
+    if split_userinfo(url)[0] is not None or "@" in urllib.parse.urlsplit(url).netloc:
         # httpx would send it as Basic auth instead of the bearer token, and it would show in logs
-        problems.append(problem(path, "upstream.url", _("the URL holds a user name or password"),
+        problems.append(problem(path, key, _("the URL holds a user name or password"),
                                 _("remove it from the URL and put credentials in token_file")))
-    elif scheme not in ("http", "https"):
-        problems.append(problem(path, "upstream.url", _("'{value}' is not an http(s) URL").format(
-            value=redact_url(up.url)), _("write https://host/path")))
-    elif scheme == "http" and not up.allow_insecure_http:
-        problems.append(problem(path, "upstream.url", _("plain http sends reports unencrypted"),
+    elif scheme not in _HTTP + _MQTT:
+        problems.append(problem(path, key, _("'{value}' is not an http(s) or mqtt(s) URL").format(
+            value=redact_url(url)), _("write https://host/path or mqtts://host:8883")))
+    elif scheme in ("http", "mqtt") and not up.allow_insecure_http:
+        problems.append(problem(path, key, _("plain http sends reports unencrypted"),
                                 _("use https, or set allow_insecure_http = true on a lab network")))
     else:
         try:
-            parts = urllib.parse.urlsplit(up.url)
+            parts = urllib.parse.urlsplit(url)
             port = parts.port
         except ValueError:
             parts, port = None, 0
         if parts is None or port == 0:
-            problems.append(problem(path, "upstream.url", _("the port is not a number between 1 and 65535"),
+            problems.append(problem(path, key, _("the port is not a number between 1 and 65535"),
                                     _("write https://host:port/path, or leave the port out")))
         elif not parts.hostname:
-            problems.append(problem(path, "upstream.url", _("the URL has no host name"),
+            problems.append(problem(path, key, _("the URL has no host name"),
                                     _("write https://host/path")))
+
+
+def _check_commands(cmds: CommandsSection, path: str, problems: list[str]) -> None:
+    for act in cmds.allow:
+        if act not in COMMAND_ACTIONS:
+            problems.append(problem(path, "commands.allow", _("'{value}' is not an action posagent knows").format(
+                value=act), _("choose among {choices}").format(choices=", ".join(COMMAND_ACTIONS))))
+    for key_path in cmds.public_keys:
+        if not os.path.isabs(key_path):
+            problems.append(problem(path, "commands.public_keys", _("expected an absolute path"),
+                                    _('e.g. "/etc/posagent/fleet-command.pub"')))
 
 
 def _devices(raw: Any, path: str, problems: list[str]) -> list[DeviceConfig]:

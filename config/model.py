@@ -109,8 +109,49 @@ class UpstreamSection:
     gzip: bool = True
     # the longest a Retry-After (or a RateLimit reset) may hold every request back
     retry_after_max: Duration = ranged(Duration(3600.0), 1.0, DAY)
-    # how long an idle HTTP connection is kept for the next report: above heartbeat_interval
-    keepalive: Duration = ranged(Duration(300.0), 0.0, DAY)
+    # HTTP: how long an idle connection is kept for the next report (default 5 min, above
+    # heartbeat_interval); MQTT: the keepalive the broker uses to fire the last will (default 60 s)
+    keepalive: Duration | None = ranged(None, 0.0, DAY)
+    # failover: more collectors or brokers of the same kind, tried in turn (url first, if set)
+    urls: list[str] = field(default_factory=list)
+    # MQTT: every message goes to <prefix>/<terminal_id>/<kind>
+    prefix: str = text("posagent", 64)
+    # MQTT protocol: "auto" (5, then 3.1.1 if the broker does not speak 5), "5" or "3.1.1"
+    mqtt_version: str = text("auto", 8)
+    # MQTT over TLS: a client certificate and its key (PEM), when the broker asks for one
+    client_cert: str = ""
+    client_key: str = ""
+    # MQTT: a user name, and its password from a file (mode 600) or the credential upstream-password
+    username: str = text("", 256)
+    password_file: str = ""
+
+    def all_urls(self) -> list[str]:
+        """Every upstream URL in the order tried: ``url`` first, then ``urls``."""
+        out = [self.url] if self.url else []
+        return out + [u for u in self.urls if u not in out]
+
+    def keepalive_s(self) -> float:
+        """``keepalive`` or the transport's default (MQTT 60 s, HTTP 5 min)."""
+        if self.keepalive is not None:
+            return float(self.keepalive)
+        return 60.0 if self.url_scheme() in ("mqtt", "mqtts") else 300.0
+
+    def url_scheme(self) -> str:
+        urls = self.all_urls()
+        return urls[0].split(":", 1)[0].lower() if urls else ""
+
+
+#: The actions a remote command may ask for (``[commands] allow`` picks among them).
+COMMAND_ACTIONS = ("heartbeat", "selftest", "slip", "diagnostics")
+
+
+@dataclass(frozen=True)
+class CommandsSection:
+    # PEM SubjectPublicKeyInfo files of the fleet's Ed25519 command-signing keys (several: rotation)
+    public_keys: list[str] = field(default_factory=list)
+    allow: list[str] = field(default_factory=lambda: ["heartbeat", "selftest"])
+    # diagnostics: the most log lines of this agent put in the bundle
+    log_lines: int = ranged(200, 0, 5000)
 
 
 @dataclass(frozen=True)
@@ -148,6 +189,7 @@ class Config:
     export: ExportSection
     history: HistorySection
     devices: list[DeviceConfig]
+    commands: CommandsSection = field(default_factory=CommandsSection)
 
     def device(self, name: str) -> DeviceConfig:
         for d in self.devices:

@@ -3,7 +3,9 @@
 A device whose driver fails to build, or whose environment check fails, is still in the
 set: as a ``Broken`` entry that yields an ``unknown`` result with the reason, so one bad
 driver never takes a run down. A device poisoned by a hung call is rebuilt on next use. The set also remembers each
-device's last fresh reading (``freshness``) for the times the POS application holds it.
+device's last fresh reading (``freshness``) for the times the POS application holds it,
+and each device's fault episode (``repairs``: the self-repair tried at most once per
+episode, posagent.core.repair), across rounds and driver rebuilds, in memory.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from posagent.config.model import Config, DeviceConfig
 from posagent.core.base import Driver, DriverEnv, Result
 from posagent.core.errors import DeviceError
 from posagent.core.registry import DriverLoadError, load_driver
+from posagent.core.repair import Episodes
 from posagent.selftest.freshness import Freshness
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,13 @@ class DeviceSet:
         self._lock = threading.Lock()
         #: Each device's last fresh reading, stood in while another program holds it.
         self.freshness = Freshness()
+        #: Each device's fault episode and its self-repair; a repair that cleared a fault is
+        #: shown for one heartbeat interval (and the round that makes the heartbeat), so the
+        #: next heartbeat carries it.
+        slowest = max((float(d.timeout) for d in config.devices if d.timeout is not None),
+                      default=float(config.agent.check_timeout))
+        self.repairs = Episodes(linger=float(config.agent.heartbeat_interval)
+                                + max(slowest, float(config.agent.check_timeout)))
 
     def names(self, only: list[str] | None = None) -> list[str]:
         return [d.name for d in self.config.devices if d.enabled and (not only or d.name in only)]

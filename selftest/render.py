@@ -36,10 +36,31 @@ def check_word(name: str) -> str:
     return _(name) if name else name
 
 
+#: The self-repair steps as the table names them (JSON keeps the tokens).
+REPAIR_WORDS = {"reopen": N_("reopened the link"), "usb_reset": N_("reset the USB port"),
+                "init": N_("initialised the printer (ESC @)")}
+
+
 def check_json(device: str, name: str, level: str, r: Result, driver: str | None = None) -> dict[str, Any]:
-    return {"name": name, "device": device, "level": level, "status": r.status.label, "code": r.code,
-            "message": r.message, "hint": hint(r.code, driver) if r.status != Status.OK else "",
-            "measurements": r.measurements, "duration_ms": r.duration_ms}
+    out = {"name": name, "device": device, "level": level, "status": r.status.label, "code": r.code,
+           "message": r.message, "hint": hint(r.code, driver) if r.status != Status.OK else "",
+           "measurements": r.measurements, "duration_ms": r.duration_ms}
+    if r.repair is not None:
+        out["repair"] = r.repair.json()
+    return out
+
+
+def repair_note(r: Result) -> str:
+    """The self-repair a result carries, in a sentence for the table; "" when none."""
+    rep = r.repair
+    if rep is None:
+        return ""
+    if rep.timed_out:
+        return _("self-repair did not finish in time")
+    steps = _(", ").join(_(REPAIR_WORDS.get(s, s)) for s in rep.tried)
+    if rep.cleared:
+        return _("self-repair cleared the fault: {steps}").format(steps=steps)
+    return _("self-repair did not clear the fault: {steps}").format(steps=steps)
 
 
 def report_json(report: Report) -> dict[str, Any]:
@@ -62,6 +83,8 @@ def device_json(driver: str, r: Result) -> dict[str, Any]:
     obj.update(r.fields)
     if r.measurements:
         obj["measurements"] = r.measurements
+    if r.repair is not None:
+        obj["repair"] = r.repair.json()
     return obj
 
 
@@ -74,7 +97,7 @@ def render_table(rows: Sequence[tuple[str, str, Result] | tuple[str, str, Result
     total = shutil.get_terminal_size((100, 24)).columns if stream.isatty() else _piped_columns()
     heads = [_("DEVICE"), _("CHECK"), _("RESULT"), _("DETAIL"), _("HINT")]
     full = [(row[0], row[1], row[2], row[3] if len(row) > 3 else None) for row in rows]
-    cells = [[dev, check_word(chk), status_word(r.status), display_message(r, drv),
+    cells = [[dev, check_word(chk), status_word(r.status), _detail(r, drv),
               hint(r.code, drv) if r.status != Status.OK else ""] for dev, chk, r, drv in full]
     fixed = [max([width(heads[i])] + [width(c[i]) for c in cells]) for i in range(3)]
     rest = max(30, total - sum(fixed) - 8)
@@ -93,6 +116,12 @@ def render_table(rows: Sequence[tuple[str, str, Result] | tuple[str, str, Result
             if i == 0 and colour:
                 line[2] = f"\x1b[{_COLOURS[r.status]}m{line[2]}\x1b[0m"
             print("  ".join(line).rstrip(), file=stream)
+
+
+def _detail(r: Result, driver: str | None) -> str:
+    note = repair_note(r)
+    message = display_message(r, driver)
+    return f"{message} ({note})" if note else message
 
 
 def _piped_columns() -> int:

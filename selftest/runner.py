@@ -7,6 +7,12 @@ device's later checks are skipped, and the driver is rebuilt on next use. An exc
 becomes ``unknown`` with the reason; a return value that is not a Result becomes
 ``unknown`` (DRIVER_BAD_RESULT). Interactive checks run after the rest, one at a time,
 because they talk to the technician. Only this module turns exceptions into results.
+
+Before a status round (or a self-test's ``status`` check) reports a fault whose code the
+driver lists in ``repairable``, the driver's ``repair`` hook is tried, at most once per
+fault episode (``posagent.core.repair.Episodes``, kept by the device set), then the status
+read again; both in one call cut at the device's timeout, all devices' attempts at once.
+The result reported carries the ``Repair`` record (docs/self-repair.md).
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from posagent.core.base import Check, CheckContext, Driver, Level, Result, Status
+from posagent.core.base import REPAIR_STEPS, Check, CheckContext, Driver, Level, Repair, Result, Status
 from posagent.core.errors import DeviceError
+from posagent.core.repair import HEALTHY
 from posagent.core.status import worst
 from posagent.selftest.devices import Broken, DeviceSet
 
@@ -95,6 +102,52 @@ def call_with_timeout(fn: Callable[[], Any], timeout: float, what: str) -> Resul
     return Call(fn, what).result(time.monotonic() + timeout, timeout)
 
 
+class RepairAttempt:
+    """The driver's ``repair`` hook and, when it tried anything, the status read again, in
+    a ``Call`` cut at the device's timeout. ``result()`` is what to report: the fresh reading
+    with the ``Repair`` record; the fault as it was when the driver had nothing safe to try;
+    the fault with ``timed_out`` when the attempt did not finish (the caller rebuilds the
+    driver)."""
+
+    def __init__(self, name: str, driver: Driver, fault: Result) -> None:
+        self.name, self.driver, self.fault = name, driver, fault
+        self.timeout = driver.timeout
+        self.started = time.monotonic()
+        self.deadline = self.started + self.timeout
+        self._at = dt.datetime.now().astimezone().isoformat(timespec="milliseconds")
+        self._call = Call(self._run, f"{name}.repair")
+
+    def _run(self) -> Result:
+        t0 = time.perf_counter()
+        try:
+            steps = self.driver.repair(self.fault, self.deadline)
+        except Exception as e:  # a failing hook costs the repair, never the fault's report
+            log.error("device %s: repair() raised %s: %s", self.name, type(e).__name__, e,
+                      exc_info=not isinstance(e, DeviceError))
+            return self.fault
+        tried = tuple(dict.fromkeys(s for s in steps if s in REPAIR_STEPS))
+        if not tried:
+            return self.fault
+        try:
+            after = _as_result(self.driver.status(), f"{self.name}.status")
+        except Exception as e:
+            if not isinstance(e, DeviceError):
+                log.error("device %s: status() raised %s: %s", self.name, type(e).__name__, e, exc_info=True)
+            after = Result.from_error(e)
+        repair = Repair(tried, after.status in HEALTHY, self._at, round((time.perf_counter() - t0) * 1000.0, 2))
+        log.info("device %s: self-repair (%s) %s %s", self.name, ", ".join(tried),
+                 "cleared" if repair.cleared else "did not clear", self.fault.code)
+        return after.with_repair(repair)
+
+    def result(self) -> Result:
+        r = self._call.result(self.deadline, self.timeout)
+        if r.code == "CHECK_TIMEOUT":
+            log.warning("device %s: self-repair did not finish within %g s", self.name, self.timeout)
+            ms = round((time.monotonic() - self.started) * 1000.0, 2)
+            return self.fault.with_repair(Repair((), False, self._at, ms, timed_out=True))
+        return r.timed(round(self.fault.duration_ms + r.duration_ms, 2))
+
+
 def _as_result(value: Any, what: str) -> Result:
     if (isinstance(value, Result) and isinstance(value.status, Status) and isinstance(value.code, str)
             and value.code and isinstance(value.message, str) and isinstance(value.measurements, dict)
@@ -161,15 +214,35 @@ class Runner:
                                                                  facts=dict(entry.facts)))
             else:
                 calls.append((name, entry, Call(entry.status, f"{name}.status"), entry.timeout))
-        for name, driver, call, timeout in calls:
-            r = call.result(start + timeout, timeout)
-            if r.code == "CHECK_TIMEOUT":
+        read: dict[str, Result] = {}
+        for name, _driver, call, timeout in calls:
+            read[name] = call.result(start + timeout, timeout)
+            if read[name].code == "CHECK_TIMEOUT":
                 self.devices.poison(name)
+        attempts = [a for name, driver, _c, _t in calls if (a := self._repair(name, driver, read[name]))]
+        for attempt in attempts:  # all started at once, each cut at its device's timeout
+            read[attempt.name] = self._repaired(attempt)
+        for name, driver, _call, _timeout in calls:
+            r = self.devices.repairs.settle(name, read[name], time.monotonic())
             stale_after = self.devices.config.device(name).sharing.stale_after
             out[name] = (driver.name, self.devices.freshness.apply(name, r, stale_after))
         return {n: out[n] for n in self.devices.names(only)}
 
     # -- internals -----------------------------------------------------------
+    def _repair(self, name: str, driver: Driver, r: Result) -> RepairAttempt | None:
+        """A repair attempt started now, if one is due for this fault (see the module doc)."""
+        if not self.devices.repairs.due(name, r, frozenset(driver.repairable)):
+            return None
+        return RepairAttempt(name, driver, r)
+
+    def _repaired(self, attempt: RepairAttempt) -> Result:
+        """The attempt's result, the episode told of it; a hung driver is rebuilt."""
+        r = attempt.result()
+        if r.repair is not None and r.repair.timed_out:
+            self.devices.poison(attempt.name)
+        self.devices.repairs.attempted(attempt.name, r.repair, time.monotonic())
+        return r
+
     def _plan(self, level: Level, only: list[str] | None) -> list[tuple[str, Driver | Broken, list[Check]]]:
         plan: list[tuple[str, Driver | Broken, list[Check]]] = []
         for name in self.devices.names(only):
@@ -202,6 +275,11 @@ class Runner:
                 if result.code == "CHECK_TIMEOUT":
                     self._hung.add(name)
                     self.devices.poison(name)
+                elif check.name == "status" and isinstance(driver, Driver):
+                    attempt = self._repair(name, driver, result)
+                    if attempt is not None:
+                        result = self._repaired(attempt)
+                    result = self.devices.repairs.settle(name, result, time.monotonic())
             rec = CheckRecord(name, driver_name, check.name, check.level, result)
             with self._lock:
                 shared[rec.key] = result

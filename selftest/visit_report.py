@@ -1,7 +1,8 @@
 """The technician's visit report: a self-contained Markdown or HTML file, or a short receipt.
 
-Written by ``posagent selftest --report FILE`` (format by extension: .md/.markdown or
-.html/.htm) and ``--print-report`` (the short version, on the receipt printer). It says
+Written by ``posagent selftest --report FILE`` (format by extension: .md/.markdown,
+.html/.htm, or .pdf: the HTML printed to A4 by headless Chromium, ``visit_pdf``) and
+``--print-report`` (the short version, on the receipt printer). It says
 which terminal, when, who, the level and overall result, every device's checks with the
 result, code, detail and hint (in the chosen language; codes stay English), and the
 faults that cleared since the last visit (the previous run a person started, from the
@@ -25,8 +26,10 @@ from posagent.selftest.messages import display_message
 from posagent.selftest.render import check_word, status_word, summary_line
 from posagent.selftest.runner import CheckRecord, Report
 from posagent.selftest.textwidth import width
+from posagent.selftest.visit_charts import Trends, charts
+from posagent.selftest.visit_pdf import html_to_pdf
 
-FORMATS = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html"}
+FORMATS = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html", ".pdf": "pdf"}
 
 
 @dataclass
@@ -36,13 +39,14 @@ class VisitContext:
     history_ok: bool = True
     previous_visit: dict[str, Any] | None = None
     cleared: list[dict[str, Any]] = field(default_factory=list)
+    trends: Trends | None = None  # the last 30 days, for the HTML report's charts
 
 
 def report_format(path: str) -> str:
     """'markdown' or 'html' from the file name; ValueError for anything else."""
     ext = os.path.splitext(path)[1].lower()
     if ext not in FORMATS:
-        raise ValueError(_("the report file must end in .md or .html: {path}").format(path=path))
+        raise ValueError(_("the report file must end in .md, .html or .pdf: {path}").format(path=path))
     return FORMATS[ext]
 
 
@@ -129,7 +133,9 @@ _CSS = """body{font-family:system-ui,"Noto Sans CJK SC","Microsoft YaHei",sans-s
 table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #bbb;padding:.3em .6em;
 text-align:left;vertical-align:top}th{background:#eee}.ok{color:#1a7f37}.warn{color:#9a6700}
 .fail{color:#cf222e;font-weight:bold}.unknown{color:#8250df;font-weight:bold}code{font-size:90%}
-.sign{margin-top:3em}@media print{body{margin:1cm}}"""
+.sign{margin-top:3em}table{max-width:100%;table-layout:auto}td{overflow-wrap:anywhere}td code{white-space:nowrap}
+figure.chart{margin:.5em 0 1em;max-width:680px}figure.chart svg{display:block;max-width:100%;height:auto}
+@page{size:A4;margin:1.5cm}@media print{body{margin:0}h2,h3,figure{break-after:avoid}tr,figure{break-inside:avoid}}"""
 
 
 def _h(text: str) -> str:
@@ -168,6 +174,10 @@ def render_html(report: Report, ctx: VisitContext) -> str:
     note = _cleared_note(ctx)
     out += [f"<p>{_h(note)}</p>"] if note else _html_table(
         [_("Device"), _("Fault"), _("Appeared"), _("Cleared")], _cleared_rows(ctx))
+    out.append(f"<h2>{_h(_('The last 30 days'))}</h2>")
+    svgs = charts(ctx.trends) if ctx.trends is not None else []
+    out += [f'<figure class="chart">{svg}</figure>' for svg in svgs] or [
+        f"<p>{_h(_('Nothing recorded yet: the charts fill as the agent runs.'))}</p>"]
     out.append(f'<p class="sign">{_h(_("Technician signature"))}: ____________________ &nbsp; &nbsp; '
                f'{_h(_("Merchant signature"))}: ____________________</p>')
     out += ["</body>", "</html>", ""]
@@ -203,5 +213,9 @@ def short_lines(report: Report, ctx: VisitContext, columns: int = 32) -> list[st
 
 def write_report(path: str, report: Report, ctx: VisitContext) -> None:
     """Write the report file (format by extension); OSError if it cannot be written."""
-    text = render_html(report, ctx) if report_format(path) == "html" else render_markdown(report, ctx)
+    kind = report_format(path)
+    if kind == "pdf":
+        html_to_pdf(render_html(report, ctx), path)
+        return
+    text = render_html(report, ctx) if kind == "html" else render_markdown(report, ctx)
     write_atomic(path, text, make_dir=False)

@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "printer": ("posagent.cli.printer", "printer maintenance (ribbon-changed)"),
     "drivers": ("posagent.cli.drivers", "the installed drivers"),
     "config": ("posagent.cli.config", "validate a config file"),
+    "commands": ("posagent.cli.commands", "check a signed remote command: what this terminal would do with it"),
     "sim": ("posagent.cli.sim", "start the simulated devices and print their URLs"),
 }
 

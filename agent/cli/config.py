@@ -18,6 +18,7 @@ from posagent.config import Config, ConfigError, load_config, resolve_path
 from posagent.config.errors import problem
 from posagent.config.loader import example_config_path
 from posagent.core.i18n import _
+from posagent.fleet.commands import load_keys
 from posagent.fleet.upstream import UpstreamError, read_token
 
 
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     path = args.file or resolve_path(getattr(args, "config", None))
     config = load_config(path)  # ConfigError -> one line per problem, exit 78
     check_token_file(config)
+    check_command_keys(config)
     names = ", ".join(f"{d.name} ({d.driver})" for d in config.devices) or _("no devices")
     print(_("{file}: OK: terminal {terminal}, {count} device(s): {names}").format(
         file=path, terminal=config.agent.terminal_id, count=len(config.devices), names=names))
@@ -56,3 +58,11 @@ def check_token_file(config: Config) -> None:
         read_token(config.upstream)
     except UpstreamError as e:
         raise ConfigError([problem(config.path, "upstream.token_file", str(e))]) from None
+
+
+def check_command_keys(config: Config) -> None:
+    """The daemon's check of ``[commands] public_keys``: each a PEM Ed25519 public key;
+    raises ConfigError (exit 78) naming every file that is not."""
+    _keys, bad = load_keys(list(config.commands.public_keys))
+    if bad:
+        raise ConfigError([problem(config.path, "commands.public_keys", str(e)) for e in bad])

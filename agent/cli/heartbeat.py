@@ -29,7 +29,8 @@ from posagent.fleet.delivery import deliver
 from posagent.fleet.outbox import Outbox, OutboxError
 from posagent.fleet.outbox_db import DB_NAME
 from posagent.fleet.service import export_prometheus, make_upstream, open_outbox, status_round
-from posagent.fleet.upstream import Outcome, RetryPolicy, Upstream
+from posagent.fleet.transport import Transport
+from posagent.fleet.upstream import Outcome, RetryPolicy
 from posagent.selftest.devices import DeviceSet
 from posagent.selftest.runner import Runner
 
@@ -106,7 +107,7 @@ def send(config: Config, *, drain: bool, as_json: bool = False, out: TextIO = sy
         match_owner(config.agent.state_dir)
 
 
-def _commit_and_send(config: Config, outbox: Outbox, upstream: Upstream | None, finalize: Any, *, drain: bool,
+def _commit_and_send(config: Config, outbox: Outbox, upstream: Transport | None, finalize: Any, *, drain: bool,
                      as_json: bool, out: TextIO) -> int:
     match_owner(config.agent.state_dir)
     try:
@@ -144,7 +145,7 @@ def _commit_and_send(config: Config, outbox: Outbox, upstream: Upstream | None, 
         upstream.close()
     left = outbox.stats().backlog
     refused = f"; {rejected} rejected by the upstream (recorded, not retried)" if rejected else ""
-    print(f"posagent: delivered {sent} report(s) to {redact_url(config.upstream.url)}{refused}; "
+    print(f"posagent: delivered {sent} report(s) to {redact_url(config.upstream.all_urls()[0])}{refused}; "
           f"{left} waiting in the outbox", file=sys.stderr)
     if rejected and not drain:
         return EX_DATAERR

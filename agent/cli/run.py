@@ -19,6 +19,7 @@ from typing import ClassVar
 from posagent.cli.common import UsageError, add_common, load_selected
 from posagent.cli.heartbeat import send
 from posagent.config.model import Config
+from posagent.config.urls import redact_url
 from posagent.daemon.loop import Daemon
 
 
@@ -35,11 +36,12 @@ def load_for_run(args: argparse.Namespace) -> Config:
     url = args.upstream or config.upstream.url
     insecure = args.allow_insecure_http or config.upstream.allow_insecure_http
     if args.upstream:
+        shown = redact_url(url)  # a token in its query string must not reach the terminal's scrollback
         scheme = url.split(":", 1)[0].lower()
-        if scheme not in ("http", "https"):
-            raise UsageError(f"--upstream {url}: not an http(s) URL")
-        if scheme == "http" and not insecure:
-            raise UsageError(f"--upstream {url} is plain http: add --allow-insecure-http (lab networks only)")
+        if scheme not in ("http", "https", "mqtt", "mqtts"):
+            raise UsageError(f"--upstream {shown}: not an http(s) or mqtt(s) URL")
+        if scheme in ("http", "mqtt") and not insecure:
+            raise UsageError(f"--upstream {shown} is plain {scheme}: add --allow-insecure-http (lab networks only)")
     if (url, insecure) != (config.upstream.url, config.upstream.allow_insecure_http):
         config = dataclasses.replace(config, upstream=dataclasses.replace(config.upstream, url=url,
                                                                            allow_insecure_http=insecure))

@@ -37,7 +37,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "interactive: also key scan and card swipe (default: external)")
     p.add_argument("--technician", metavar="NAME", help="who ran this test (default: the login name)")
     p.add_argument("--report", metavar="FILE",
-                   help="also write a visit report to FILE (.md for Markdown, .html for HTML); "
+                   help="also write a visit report to FILE (.md for Markdown, .html for HTML, .pdf for A4 PDF "
+                        "through headless Chromium); "
                         "exit 73 if it cannot be written and the test passed")
     p.add_argument("--print-report", action="store_true",
                    help="also print a short visit report on the receipt printer")

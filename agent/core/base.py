@@ -32,6 +32,34 @@ def _is_number(value: object) -> bool:
     return value is None or isinstance(value, int | float)  # bool is an int: a 0/1 flag
 
 
+#: The steps a driver's ``repair`` may name (docs/self-repair.md): drop and reopen the link,
+#: reset the USB port (``usb_reset = true``), initialise the printer (ESC @).
+REPAIR_STEPS = ("reopen", "usb_reset", "init")
+
+
+@dataclass(frozen=True)
+class Repair:
+    """What a driver tried, before reporting a fault, to clear it (``Driver.repair``):
+    ``tried`` the steps in order, ``cleared`` whether the status read after them was no
+    longer a fault, ``at`` when (RFC 3339), ``duration_ms`` how long the steps and the
+    re-read took, ``timed_out`` when the attempt was cut at the device's timeout."""
+
+    tried: tuple[str, ...]
+    cleared: bool
+    at: str = ""
+    duration_ms: float = 0.0
+    timed_out: bool = False
+
+    def json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"tried": list(self.tried), "cleared": self.cleared}
+        if self.at:
+            out["at"] = self.at
+        out["duration_ms"] = self.duration_ms
+        if self.timed_out:
+            out["timed_out"] = True
+        return out
+
+
 @dataclass(frozen=True)
 class Result:
     """What a check or a status query found; immutable once built.
@@ -51,6 +79,8 @@ class Result:
     fields: dict[str, Any] = field(default_factory=dict)
     duration_ms: float = 0.0
     facts: Facts = field(default_factory=dict)
+    #: The self-repair tried before this result was reported (selftest.runner), or None.
+    repair: Repair | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.measurements, dict) or not isinstance(self.fields, dict):
@@ -75,6 +105,9 @@ class Result:
 
     def timed(self, duration_ms: float) -> Result:
         return dataclasses.replace(self, duration_ms=duration_ms)
+
+    def with_repair(self, repair: Repair | None) -> Result:
+        return dataclasses.replace(self, repair=repair)
 
     @classmethod
     def ok(cls, code: str, message: str, **kw: Any) -> Result:
@@ -254,6 +287,18 @@ class Driver:
     def checks(self) -> list[Check]:
         """Default: one internal check that is the status query."""
         return [Check("status", Level.INTERNAL, lambda ctx: self.status(), "device status")]
+
+    #: Codes of this driver a safe self-repair may clear (``repair``): a link that broke, a
+    #: device that went silent or offline; never what a person must fix (paper, cover).
+    repairable: ClassVar[frozenset[str]] = frozenset()
+
+    def repair(self, result: Result, deadline: float) -> list[str]:
+        """Try what is safe for the device and the sale to clear the fault ``result`` reports
+        (one of ``repairable``), before it is reported; return the steps tried, in order
+        (``REPAIR_STEPS``), empty when nothing safe could be tried. Called at most once per
+        fault episode by the runner, which reads the status again afterwards; must finish
+        by ``deadline`` (time.monotonic()). Default: nothing."""
+        return []
 
     def serve(self, notify: Callable[[Result], None]) -> None:
         """Start what this device serves for as long as the daemon runs it (the print proxy

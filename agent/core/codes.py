@@ -68,6 +68,12 @@ SHARED: dict[str, Code] = {
         N_("The agent's outbox was damaged and replaced"),
         hint=N_("The state store was damaged (often a power cut on the storage): the agent replaced it and goes on. If it happens again, check the disk and the power supply."),
     ),
+    "SELFTEST_INTERRUPTED": code(
+        WARN,
+        N_("The last self-test did not finish (started {started_at}): the agent stopped during it"),
+        N_("The last self-test did not finish"),
+        hint=N_("The agent stopped during the self-test (a crash, a power cut, a restart); it is not run again today. If it happens again, send the agent log to support."),
+    ),
     "DRIVER_BAD_RESULT": code(
         UNKNOWN,
         N_("The driver returned an invalid result (software fault)"),
@@ -136,6 +142,7 @@ REASONS: dict[str, str] = {
     "no_url": N_("no URL is configured"),
     # the agent's own state
     "damaged": N_("was damaged"),
+    "interrupted": N_("did not finish"),
     # shared devices (share = "guest"): why posagent did not ask
     "uucp_lock": N_("is locked by another program (lock file in /run/lock)"),
     "flock": N_("is locked by another program (flock)"),

@@ -28,6 +28,7 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from posagent.core.logonce import ok, warn_once
 from posagent.core.statefile import read_json, write_atomic
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,9 @@ def _save(state_dir: str, boots: list[Boot]) -> None:
         write_atomic(_path(state_dir), json.dumps({"schema": 1, "boots": [asdict(b) for b in boots[-KEEP_BOOTS:]]},
                                                   indent=1), mode=0o600)
     except OSError as e:
-        log.warning("power-cycle record not kept: %s", e)
+        warn_once(log, "power.save", "power-cycle record not kept: %s", e)
+    else:
+        ok(log, "power.save")
 
 
 def record_start(state_dir: str, boot_id: str | None, now: float, uptime_s: float) -> None:

@@ -6,7 +6,9 @@ thread decides and waits; the work happens elsewhere:
 - a *job* thread runs either a status round (every device's ``status()`` concurrently,
   each cut at its timeout by the Runner) or the daily self-test, never both at once
   since they share the ports (``posagent.daemon.jobs``);
-- the delivery thread sends the outbox upstream.
+- the delivery thread sends the outbox upstream; remote commands it (or MQTT) receives wait
+  in the executor's bounded queue and are verified and carried out here, one at a time, a
+  command's work running as a job like any other (``posagent.daemon.commands``).
 Device status is polled every ``status_poll`` (at most every ``heartbeat_interval``): each
 round feeds the change tracker, so a change becomes an event at once; a heartbeat uses
 the round it ran with, or the latest one when that is fresh. The reporter commits each
@@ -39,7 +41,8 @@ from typing import Any
 from posagent.config.model import Config
 from posagent.core import power
 from posagent.core.base import Result
-from posagent.daemon import jobs
+from posagent.daemon import interrupted, jobs
+from posagent.daemon.commands import Executor
 from posagent.daemon.jobs import Job, selftest_bound, status_bound
 from posagent.daemon.reload import Reload
 from posagent.daemon.sdnotify import Notifier
@@ -82,7 +85,9 @@ class Daemon:
         self._notices: queue.SimpleQueue[tuple[str, str, Result]] = queue.SimpleQueue()
         self._spread_events: list[tuple[float, Change]] = []  # (monotonic due time, change)
         self._delivered = threading.Event()  # the delivery thread sent something
-        self._env = Env(self.notifier, self.state, self._on_delivery, self._hold, delivery_policy, self._notice)
+        self.commands = Executor(config, self._wake.set, self.state)
+        self._env = Env(self.notifier, self.state, self._on_delivery, self._hold, delivery_policy, self._notice,
+                        on_command=self.commands.receive)
         self._reload = Reload(reload, self.notifier)
         self.services: Services | None = None
         self.changes = ChangeTracker(float(config.schedule.event_dedupe))
@@ -123,6 +128,9 @@ class Daemon:
             cfg = self.config
             power.record_start(cfg.agent.state_dir, schedule.read_boot_id(), self.clock().timestamp(),
                                schedule.system_uptime())
+            cut_short = interrupted.take(cfg.agent.state_dir)
+            if cut_short is not None and self._env.notify is not None:
+                self._env.notify("selftest", "posagent", cut_short)
             self._next_poll = self._hold.until
             self._next_hb = self._phase_deadline(self._hold.until)
             self._plan_selftest()
@@ -165,6 +173,7 @@ class Daemon:
                 self._report_event(change)
             self._report_spread_events(now)
             self._report_notices()
+            self._take_command()
             if self._delivered.is_set():
                 self._delivered.clear()
                 self._current().reporter.delivered()
@@ -198,6 +207,7 @@ class Daemon:
         self.services = build(new, self._env, previous)
         self.config = self.services.config  # the new config (with the old state dir if the new one failed)
         self.changes.reset(float(new.schedule.event_dedupe))
+        self.commands.reconfigure(self.config)
         self._latest = None
         self._plan_selftest()
         # The devices are polled at once; the heartbeat keeps this terminal's phase (a
@@ -222,7 +232,7 @@ class Daemon:
         return schedule.poll_interval(self.config.schedule, float(self.config.agent.heartbeat_interval))
 
     def _schedule(self, now: float) -> None:
-        """Start what is due: a status round (poll or heartbeat), else the self-test."""
+        """Start what is due: a heartbeat of a fresh round, the self-test, a status round."""
         if self._job is not None or self._reload.closing:
             return
         hb_due = now >= self._next_hb
@@ -230,6 +240,13 @@ class Daemon:
         if hb_due and latest is not None and now - latest.at <= self._poll_interval() / 2:
             self._advance_heartbeat(now)  # the latest round is fresh: the heartbeat reports it
             self._report_heartbeat(latest.results, latest.system)
+            return
+        wall = self.clock()
+        if self._plan is not None and wall >= self._plan.at and latest is not None:
+            # Due, and the devices were polled at least once: the self-test goes before the
+            # next status round. (After it, not before: a round slower than the poll
+            # interval, a slow device, left no gap between rounds and the self-test starved.)
+            self._start_selftest(self._plan, wall)
             return
         if hb_due or now >= self._next_poll:
             self._next_poll = now + self._poll_interval()
@@ -239,9 +256,6 @@ class Daemon:
             self._start_job(Job("status", time.monotonic(), status_bound(config), heartbeat=hb_due),
                             lambda: status_round(runner, config))
             return
-        wall = self.clock()
-        if self._plan is not None and wall >= self._plan.at:
-            self._start_selftest(self._plan, wall)
 
     def _advance_heartbeat(self, now: float) -> None:
         interval = float(self.config.agent.heartbeat_interval)
@@ -285,6 +299,7 @@ class Daemon:
         level, reason = schedule.level_for(wall, config.schedule)
         log.info("self-test (%s) at level %s%s", plan.trigger, level.label, f": {reason}" if reason else "")
         schedule.record_run(config.agent.state_dir, wall)  # like Persistent=true: stamped when it starts
+        interrupted.begin(config.agent.state_dir, plan.trigger, level.label, wall)
         self._plan = schedule.plan_selftest(wall, config.schedule, config.agent.terminal_id, wall, None)
         self.state.next_selftest = self._plan.at
         job = Job("selftest", time.monotonic(), status_bound(config), trigger=plan.trigger, reason=reason)
@@ -302,7 +317,11 @@ class Daemon:
         self._job = None
         if job.error is not None:
             log.error("%s job failed: %s: %s", job.kind, type(job.error).__name__, job.error, exc_info=job.error)
+            if job.kind == "selftest":  # it ended (badly), it was not cut short
+                interrupted.end(self.config.agent.state_dir)
+            self._command_done(job)
             return
+        committed = True
         if job.kind == "status":
             results, system = job.result
             now = time.monotonic()
@@ -311,16 +330,41 @@ class Daemon:
                 self._advance_heartbeat(now)
                 job.heartbeat = True
             if job.heartbeat:
-                self._report_heartbeat(results, system)
+                committed = self._report_heartbeat(results, system)
             for change in self.changes.observe(results, now):
                 self._report_event(change)
-        else:
+        elif job.kind == "selftest":
             self._current().reporter.selftest(job.result, job.trigger, job.reason)
+            interrupted.end(self.config.agent.state_dir)
+        self._command_done(job, committed)
 
-    def _report_heartbeat(self, results: DeviceResults, system: dict[str, Any]) -> None:
-        if self._current().reporter.heartbeat(results, system):
+    def _report_heartbeat(self, results: DeviceResults, system: dict[str, Any]) -> bool:
+        committed = self._current().reporter.heartbeat(results, system)
+        if committed:
             self.heartbeats += 1
         power.record_alive(self.config.agent.state_dir, self.clock().timestamp())
+        return committed
+
+    # -- remote commands (posagent.daemon.commands) --------------------------------------
+    def _take_command(self) -> None:
+        """Verify the commands waiting (refusals are answered at once); start the next
+        accepted one as a job when none runs."""
+        services = self._current()
+        cmd = self.commands.take(services.outbox, services.delivery.notify_new)
+        if cmd is None or self._job is not None or self._reload.closing or self._reload_requested:
+            return
+        planned = self.commands.job_for(cmd, services.runner, self.config)
+        if planned is None:
+            self.commands.unable(cmd, services.outbox, services.delivery.notify_new, "no_printer",
+                                 "no enabled escpos printer in the config")
+            self._wake.set()  # the next command may wait
+            return
+        self._start_job(*planned)
+
+    def _command_done(self, job: Job, committed: bool = True) -> None:
+        services = self._current()
+        latest = self._latest.results if self._latest is not None else None
+        self.commands.finished(job, services.outbox, services.delivery.notify_new, latest, committed)
 
     def _report_event(self, change: Change) -> None:
         """Report ``change`` now, or, for a device whose faults a whole fleet sees at once
@@ -372,6 +416,7 @@ class Daemon:
                 self._collect_job()
             else:
                 log.warning("stopping: abandoning the running %s (a device did not answer in time)", job.kind)
+                self.commands.abandoned()
         closing = self._reload.closing
         self._reload.join()  # a reload was closing the old devices
         services = self.services

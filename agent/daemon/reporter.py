@@ -21,7 +21,7 @@ from posagent.fleet import history, messages
 from posagent.fleet.changes import Change
 from posagent.fleet.delivery import Delivery
 from posagent.fleet.messages import AgentState, DeviceResults, Finalizer
-from posagent.fleet.outbox import Outbox, OutboxError
+from posagent.fleet.outbox import OutboxError, Store
 from posagent.fleet.service import export_prometheus
 from posagent.selftest.render import report_json
 from posagent.selftest.runner import Report
@@ -32,7 +32,7 @@ log = logging.getLogger("posagent.daemon.loop")  # the daemon's lines keep the l
 class Reporter:
     """Commits for the daemon: each report goes to the outbox, then the delivery is woken."""
 
-    def __init__(self, config: Config, outbox: Outbox, delivery: Delivery, notifier: Notifier,
+    def __init__(self, config: Config, outbox: Store, delivery: Delivery, notifier: Notifier,
                  state: AgentState) -> None:
         self.config = config
         self.outbox = outbox

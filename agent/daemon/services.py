@@ -5,8 +5,9 @@ their ``Runner``, the outbox, the delivery thread (started) and the ``Reporter``
 commits to them. ``env`` holds what outlives a config: the sd_notify ``Notifier``, the
 agent's state, the loop's wake-up and the startup hold.
 
-At start (no previous services) the outbox is opened first: a state dir the agent cannot
-write stops the start (OutboxError) before any device is touched. On a reload the old
+At start (no previous services) the outbox is opened first; a state dir the agent cannot
+write (read-only, full) does not stop the start: reports are kept in memory and sent
+from there until the state dir can be used again (``fleet/outbox_safe.py``). On a reload the old
 devices are closed first (``posagent.daemon.reload``), then ``build(new, env, previous)``
 opens the new devices; the outbox and the delivery are replaced only when the state dir
 changed (a new state dir that cannot be opened is logged and the old one kept), otherwise
@@ -31,9 +32,10 @@ from posagent.daemon.sdnotify import Notifier
 from posagent.fleet import schedule
 from posagent.fleet.delivery import Delivery, DeliveryPolicy
 from posagent.fleet.messages import AgentState
-from posagent.fleet.outbox import Outbox, OutboxError
+from posagent.fleet.outbox import Store
 from posagent.fleet.outbox_recover import Recovery
-from posagent.fleet.service import make_upstream, open_outbox
+from posagent.fleet.service import make_upstream, open_safe_outbox
+from posagent.fleet.transport import OnCommand
 from posagent.selftest.devices import DeviceSet, Notify
 from posagent.selftest.runner import Runner
 
@@ -79,6 +81,7 @@ class Env:
     hold: StartupHold
     delivery_policy: DeliveryPolicy | None = None
     notify: Notify | None = None  # where the devices' services report (Driver.serve)
+    on_command: OnCommand | None = None  # where the upstream hands remote command tokens (daemon/commands.py)
 
 
 @dataclass
@@ -88,7 +91,7 @@ class Services:
     config: Config
     devices: DeviceSet
     runner: Runner
-    outbox: Outbox
+    outbox: Store
     delivery: Delivery
     reporter: Reporter
 
@@ -96,8 +99,8 @@ class Services:
 def build(config: Config, env: Env, previous: Services | None = None) -> Services:
     """The services of ``config`` (see the module doc). ``previous``: the services being
     replaced on a reload, whose devices are already closed; the new ones take over its outbox
-    and delivery (or close them). Raises OutboxError when the outbox cannot be opened."""
-    outbox = open_outbox(config) if previous is None else previous.outbox
+    and delivery (or close them)."""
+    outbox = open_safe_outbox(config, _recovered(env)) if previous is None else previous.outbox
     if previous is None and outbox.recovered is not None and env.notify is not None:
         env.notify("outbox", "posagent", recovery_result(outbox.recovered))
     devices = open_devices(config, env.notify)
@@ -110,7 +113,7 @@ def build(config: Config, env: Env, previous: Services | None = None) -> Service
         else:
             delivery = previous.delivery
             outbox.set_limits(int(config.upstream.spool_max_mb * 2**20), float(config.upstream.spool_max_age))
-            upstream, problem = make_upstream(config)
+            upstream, problem = make_upstream(config, on_command=env.on_command)
             if problem:
                 log.error("upstream not usable: %s; reports are kept in the outbox", problem)
             env.state.last_error = problem
@@ -143,9 +146,9 @@ def open_devices(config: Config, notify: Notify | None = None) -> DeviceSet:
     return devices
 
 
-def start_delivery(config: Config, outbox: Outbox, env: Env) -> Delivery:
+def start_delivery(config: Config, outbox: Store, env: Env) -> Delivery:
     """A delivery thread from ``outbox`` to the config's upstream, held back by the startup hold."""
-    upstream, problem = make_upstream(config)
+    upstream, problem = make_upstream(config, on_command=env.on_command)
     if problem:
         log.error("upstream not usable: %s; reports are kept in the outbox", problem)
         env.state.last_error = problem
@@ -156,18 +159,27 @@ def start_delivery(config: Config, outbox: Outbox, env: Env) -> Delivery:
     return delivery
 
 
-def _move_state_dir(config: Config, previous: Services, env: Env) -> tuple[Config, Outbox, Delivery]:
+def _move_state_dir(config: Config, previous: Services, env: Env) -> tuple[Config, Store, Delivery]:
     """A reload to another state dir: the outbox there, or the old one if it cannot be opened."""
     previous.delivery.stop(STOP_GRACE)
     previous.outbox.close()
-    try:
-        outbox = open_outbox(config)
-    except OutboxError as e:
-        log.error("%s; keeping the old state dir", e)
+    outbox = open_safe_outbox(config, _recovered(env))
+    if outbox.unavailable is not None:
+        log.error("the new state dir %s cannot be used (%s); keeping the old state dir",
+                  config.agent.state_dir, outbox.unavailable)
+        outbox.close()
         config = dataclasses.replace(config, agent=dataclasses.replace(
             config.agent, state_dir=previous.config.agent.state_dir))
-        outbox = open_outbox(config)
+        outbox = open_safe_outbox(config, _recovered(env))
     return config, outbox, start_delivery(config, outbox, env)
+
+
+def _recovered(env: Env) -> Callable[[Recovery], None] | None:
+    """What tells the fleet that the outbox was found damaged while the agent ran."""
+    notify = env.notify
+    if notify is None:
+        return None
+    return lambda r: notify("outbox", "posagent", recovery_result(r))
 
 
 def close_devices(devices: DeviceSet) -> threading.Thread:

@@ -45,8 +45,9 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from posagent.fleet.messages import AgentState
-from posagent.fleet.outbox import Outbox, OutboxError, Pending, Stats
-from posagent.fleet.upstream import Outcome, SendResult, ServerPace, Upstream, full_jitter
+from posagent.fleet.outbox import OutboxError, Pending, Stats, Store
+from posagent.fleet.transport import Transport, same_upstream
+from posagent.fleet.upstream import Outcome, SendResult, ServerPace, full_jitter
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +261,7 @@ class Pacer:
 
 
 # -- the outbox side of one request -----------------------------------------------------------
-def deliver(outbox: Outbox, upstream: Upstream, pending: Pending) -> SendResult:
+def deliver(outbox: Store, upstream: Transport, pending: Pending) -> SendResult:
     """Send one report with the upstream's own retries (``posagent heartbeat --send``: one
     technician, one terminal) and update the outbox by the outcome."""
     result = upstream.send(pending.body, pending.message_id)
@@ -268,7 +269,7 @@ def deliver(outbox: Outbox, upstream: Upstream, pending: Pending) -> SendResult:
     return result
 
 
-def book(outbox: Outbox, pendings: list[Pending], result: SendResult) -> None:
+def book(outbox: Store, pendings: list[Pending], result: SendResult) -> None:
     """Update the outbox by the outcome of one request that carried ``pendings``.
 
     Delivered: removed (a 2xx covers a whole batch). A rejected report (a 4xx about it) is
@@ -296,7 +297,7 @@ def book(outbox: Outbox, pendings: list[Pending], result: SendResult) -> None:
 
 # -- the thread ----------------------------------------------------------------------------------
 class Delivery:
-    def __init__(self, outbox: Outbox, upstream: Upstream | None, state: AgentState, *,
+    def __init__(self, outbox: Store, upstream: Transport | None, state: AgentState, *,
                  policy: DeliveryPolicy | None = None, rng: random.Random | None = None,
                  on_change: Callable[[], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -308,7 +309,7 @@ class Delivery:
         self.on_change = on_change
         self._upstream = upstream
         self._pacer = self._new_pacer(upstream)
-        self._next_upstream: Upstream | bool | None = False  # False: no change pending
+        self._next_upstream: Transport | bool | None = False  # False: no change pending
         self._stop = threading.Event()
         self._new = threading.Event()  # a report was committed
         self._kick = threading.Event()  # stop or reload: end any wait at once
@@ -328,7 +329,7 @@ class Delivery:
     def notify_new(self) -> None:
         self._new.set()
 
-    def replace_upstream(self, upstream: Upstream | None) -> None:
+    def replace_upstream(self, upstream: Transport | None) -> None:
         """Use a new upstream (after a reload) from the next send on."""
         with self._lock:
             self._next_upstream = upstream
@@ -350,7 +351,7 @@ class Delivery:
         self._thread.join(timeout)
         ended = not self._thread.is_alive()
         if ended and self._upstream is not None:
-            self._upstream.close()
+            self._upstream.close(final=True)
         return ended
 
     def alive(self) -> bool:
@@ -371,7 +372,7 @@ class Delivery:
                 wait, on_new = self.step()
             except (OutboxError, OSError) as e:
                 self._report(f"outbox error: {e}", logging.ERROR)
-                wait, on_new = self.policy.backoff_cap, False
+                wait, on_new = self.policy.backoff_base, True  # a report committed meanwhile ends the wait
             except Exception as e:  # never let the delivery thread die silently
                 log.error("delivery loop: %s: %s", type(e).__name__, e, exc_info=True)
                 wait, on_new = self.policy.backoff_base, False
@@ -383,7 +384,7 @@ class Delivery:
                 if self._upstream is not None:
                     self._upstream.stop.clear()
 
-    def _new_pacer(self, upstream: Upstream | None) -> Pacer:
+    def _new_pacer(self, upstream: Transport | None) -> Pacer:
         section = upstream.section if upstream is not None else None
         return Pacer(self.policy, rng=self.rng, clock=self.clock,
                      batch_max=section.batch_max if section else 50,
@@ -397,8 +398,8 @@ class Delivery:
         old = self._upstream
         if old is not None:
             old.close()
-        self._upstream = nxt if isinstance(nxt, Upstream) else None
-        if old is not None and self._upstream is not None and old.section.url == self._upstream.section.url:
+        self._upstream = None if isinstance(nxt, bool) else nxt
+        if self._upstream is not None and same_upstream(old, self._upstream):
             # the same collector: what it asked for (a Retry-After hold, a pace) still holds
             self._pacer.batch_max = self._upstream.section.batch_max
             self._pacer.retry_after_max = float(self._upstream.section.retry_after_max)

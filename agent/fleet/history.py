@@ -11,7 +11,9 @@ always kept).
 Counters live "since install" (the store's creation) and are never trimmed: self-tests
 run, failures per device (runs whose worst result for the device was fail or unknown),
 paper-end and UPS on-battery events (an event is a change from "not" to "yes", seen in a
-self-test or, through ``record_status``, in a heartbeat's device objects).
+self-test or, through ``record_status``, in a heartbeat's device objects), and self-repairs
+per device (``repairs``: each attempt once, by its ``at``, and how many cleared the fault;
+docs/self-repair.md).
 
 Readers (``last_selftest``, ``counters``, ``runs``, ``faults``) never create the file
 and return empty answers when there is none. A store that cannot be written (read-only
@@ -31,6 +33,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 from posagent.config.model import Config
 from posagent.core.base import Status
+from posagent.core.logonce import warn_once
 from posagent.core.status import worst
 from posagent.fleet.history_db import connect, db_path
 from posagent.selftest.runner import Report
@@ -40,7 +43,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 __all__ = ["cleared_since", "counters", "db_path", "faults", "last_selftest", "previous_visit", "record_selftest",
-           "record_status", "runs"]
+           "record_status", "repairs", "runs"]
 
 PAPER_END_CODES = frozenset({"PAPER_END"})
 ON_BATTERY_CODES = frozenset({"UPS_ON_BATTERY"})
@@ -68,6 +71,27 @@ def _update_flags(conn: sqlite3.Connection, device: str, now_on: set[str]) -> No
         _bump(conn, _FLAG_COUNTERS[flag])
     for flag in was_on - now_on:
         conn.execute("DELETE FROM flags WHERE device = ? AND flag = ?", (device, flag))
+
+
+def _new_repairs(conn: sqlite3.Connection, devices: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The self-repairs in these device objects not recorded yet (one per ``at``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, obj in devices.items():
+        rep = obj.get("repair")
+        if not isinstance(rep, dict) or not rep.get("at"):
+            continue
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (f"repair:{name}",)).fetchone()
+        if row is None or row["value"] != rep["at"]:
+            out[name] = rep
+    return out
+
+
+def _record_repair(conn: sqlite3.Connection, device: str, rep: dict[str, Any]) -> None:
+    _bump(conn, f"repairs:{device}")
+    if rep.get("cleared") is True:
+        _bump(conn, f"repairs_cleared:{device}")
+    conn.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                 (f"repair:{device}", str(rep["at"])))
 
 
 # -- writing -------------------------------------------------------------------
@@ -108,6 +132,9 @@ def _insert(conn: sqlite3.Connection, report: Report) -> None:
                       r.message, json.dumps(r.measurements, ensure_ascii=False, default=str), r.duration_ms))
         dev = per_device.setdefault(c.device, {"worst": Status.OK, "codes": {}, "flags": set(), "driver": c.driver})
         dev["worst"] = worst((dev["worst"], r.status))
+        if r.repair is not None and r.repair.at:
+            for device, rep in _new_repairs(conn, {c.device: {"repair": r.repair.json()}}).items():
+                _record_repair(conn, device, rep)
         dev["flags"] |= _flags(r.code, r.fields)
         if r.status != Status.OK:
             prev = dev["codes"].get(r.code)
@@ -163,14 +190,17 @@ def record_status(state_dir: str, devices: dict[str, dict[str, Any]]) -> None:
             assert conn is not None
             current = {(r["device"], r["flag"]) for r in conn.execute("SELECT device, flag FROM flags")}
             wanted = {name: _flags(str(obj.get("code", "")), obj) for name, obj in devices.items()}
-            if all({f for d, f in current if d == name} == flags for name, flags in wanted.items()):
+            repaired = _new_repairs(conn, devices)
+            if not repaired and all({f for d, f in current if d == name} == flags for name, flags in wanted.items()):
                 return
             conn.execute("BEGIN IMMEDIATE")
             for name, flags in wanted.items():
                 _update_flags(conn, name, flags)
+            for name, rep in repaired.items():
+                _record_repair(conn, name, rep)
             conn.execute("COMMIT")
     except (sqlite3.Error, OSError) as e:
-        log.warning("cannot update the event counters in %s: %s", db_path(state_dir), e)
+        warn_once(log, "history.flags", "cannot update the event counters in %s: %s", db_path(state_dir), e)
 
 
 # -- reading -------------------------------------------------------------------
@@ -187,7 +217,7 @@ def _safe(default: Callable[[], Any]) -> Callable[[Callable[P, R]], Callable[P, 
             try:
                 return fn(*args, **kw)
             except sqlite3.Error as e:
-                log.warning("cannot read the self-test history: %s", e)
+                warn_once(log, "history.read", "cannot read the self-test history: %s", e)
                 return cast(R, default())
 
         return inner
@@ -247,6 +277,21 @@ def counters(state_dir: str) -> dict[str, Any]:
                 out[name] = value
         since = conn.execute("SELECT value FROM meta WHERE key = 'created_at'").fetchone()
         out["since"] = since["value"] if since else None
+    return out
+
+
+@_safe(dict)
+def repairs(state_dir: str) -> dict[str, dict[str, int]]:
+    """Self-repairs since install, per device: ``tried`` (attempts) and ``cleared``."""
+    out: dict[str, dict[str, int]] = {}
+    with _read(state_dir) as conn:
+        if conn is None:
+            return out
+        for row in conn.execute("SELECT name, value FROM counters WHERE name LIKE 'repairs%' ORDER BY name"):
+            kind, _sep, device = str(row["name"]).partition(":")
+            key = {"repairs": "tried", "repairs_cleared": "cleared"}.get(kind)
+            if key and device:
+                out.setdefault(device, {"tried": 0, "cleared": 0})[key] = int(row["value"])
     return out
 
 

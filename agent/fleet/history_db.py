@@ -64,7 +64,7 @@ def connect(state_dir: str, *, create: bool) -> Iterator[sqlite3.Connection | No
             try:
                 _prepare(conn, state_dir)
             except sqlite3.DatabaseError as e:  # a damaged store (not a busy one): start a new one
-                if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+                if not damaged(e):  # busy, full, read-only: not the file's fault; nothing is moved
                     raise
                 conn.close()
                 aside = move_aside(path)
@@ -75,6 +75,20 @@ def connect(state_dir: str, *, create: bool) -> Iterator[sqlite3.Connection | No
         yield conn
     finally:
         conn.close()
+
+
+#: SQLite's result codes for a file that is not a sound database (SQLITE_CORRUPT, SQLITE_NOTADB).
+_DAMAGE_CODES = (11, 26)
+
+
+def damaged(e: sqlite3.Error) -> bool:
+    """Whether ``e`` says the file itself is damaged, as opposed to a full disk, a read-only
+    filesystem, a lock or a permission problem (those must never move a store aside)."""
+    code = getattr(e, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _DAMAGE_CODES
+    text = str(e).lower()
+    return "malformed" in text or "not a database" in text
 
 
 def _prepare(conn: sqlite3.Connection, state_dir: str) -> None:

@@ -1,7 +1,9 @@
-"""Building the three message kinds the agent sends (design.md, "Heartbeat").
+"""Building the message kinds the agent sends (design.md, "Heartbeat").
 
-``posagent.heartbeat/1`` (periodic), ``posagent.event/1`` (a device's status changed) and
-``posagent.selftest/1`` (a finished self-test). Each builder returns a *finalizer*: the
+``posagent.heartbeat/1`` (periodic), ``posagent.event/1`` (a device's status changed),
+``posagent.selftest/1`` (a finished self-test), ``posagent.command_result/1`` (what became
+of a remote command) and ``posagent.diagnostics/1`` (the bundle a ``diagnostics`` command
+asks for, built by ``fleet/diagnostics.py``). Each builder returns a *finalizer*: the
 outbox calls it inside the transaction that allocates ``seq``, so the message carries its
 seq and the outbox figures of that moment. The JSON Schemas are shipped in
 ``posagent.config/schemas`` and every built message is validated against them in the tests.
@@ -22,7 +24,7 @@ from typing import Any
 from posagent.config.model import Config
 from posagent.core.base import Result, Status
 from posagent.core.status import worst as worst_of
-from posagent.core.version import __version__
+from posagent.core.version import BUILD_YEAR, __version__
 from posagent.fleet import history, schedule
 from posagent.fleet.outbox_db import Stats, empty_stats
 from posagent.fleet.schedule import read_boot_id
@@ -33,9 +35,16 @@ log = logging.getLogger(__name__)
 HEARTBEAT = "posagent.heartbeat/1"
 EVENT = "posagent.event/1"
 SELFTEST = "posagent.selftest/1"
-KIND_OF = {HEARTBEAT: "heartbeat", EVENT: "event", SELFTEST: "selftest"}
+COMMAND_RESULT = "posagent.command_result/1"
+DIAGNOSTICS = "posagent.diagnostics/1"
+KIND_OF = {HEARTBEAT: "heartbeat", EVENT: "event", SELFTEST: "selftest", COMMAND_RESULT: "command_result",
+           DIAGNOSTICS: "diagnostics"}
 SCHEMA_FILES = {"heartbeat": "heartbeat.json", "event": "event.json", "selftest": "selftest.json",
-                "status": "status.json"}
+                "status": "status.json", "command_result": "command_result.json",
+                "diagnostics": "diagnostics.json"}
+#: The outbox's drop class of the kinds it does not know by name: a command's result and a
+#: diagnostics bundle are dropped, when the outbox is full, like events (before self-tests).
+OUTBOX_KIND = {"command_result": "event", "diagnostics": "event"}
 
 Finalizer = Callable[[int, Stats], dict[str, Any]]
 DeviceResults = Mapping[str, tuple[str, Result]]  # name -> (driver name, result), as Runner.status gives
@@ -63,8 +72,10 @@ def boot_id() -> str | None:
 
 
 def envelope(schema: str, config: Config, now: dt.datetime | None = None) -> dict[str, Any]:
-    """The fields every kind carries (seq is added by the outbox)."""
-    return {
+    """The fields every kind carries (seq is added by the outbox). Made while the clock is
+    before the build year (a dead RTC battery, before NTP steps it), ``clock_suspect: true``
+    says that ``sent_at`` and every time in the message cannot be trusted."""
+    out = {
         "schema": schema,
         "message_id": str(uuid.uuid4()),
         "terminal_id": config.agent.terminal_id,
@@ -73,6 +84,9 @@ def envelope(schema: str, config: Config, now: dt.datetime | None = None) -> dic
         "seq": 0,
         "sent_at": now_rfc3339(now),
     }
+    if (now or dt.datetime.now()).year < BUILD_YEAR:
+        out["clock_suspect"] = True
+    return out
 
 
 def devices_json(results: DeviceResults) -> dict[str, dict[str, Any]]:
@@ -95,6 +109,9 @@ def agent_figures(stats: Stats, state: AgentState | None, now: dt.datetime | Non
         "last_success_at": stats.last_success_at,
         "last_error": state.last_error if state else None,
     }
+    if stats.unavailable:  # kept in memory: the fleet knows it would not survive a power cut
+        out["outbox"] = "unavailable"
+        out["outbox_reason"] = stats.unavailable
     if state is not None:
         out["started_at"] = state.started_at.isoformat(timespec="seconds")
         out["uptime_s"] = max(0, int((t - state.started_at).total_seconds()))
@@ -179,6 +196,25 @@ def selftest(config: Config, report_json: dict[str, Any], trigger: str, reason: 
     return _finalizer(body, state, now)
 
 
+def command_result(config: Config, *, jti: str | None, act: str | None, outcome: str, reason: str | None,
+                   detail: str, result: dict[str, Any] | None, source: str, received_at: str,
+                   state: AgentState | None = None, now: dt.datetime | None = None) -> Finalizer:
+    """What became of one remote command: ``outcome`` done | refused | failed, ``reason``
+    a stable token (fleet/commands.py REASONS, or why it failed), ``result`` a summary."""
+    body = envelope(COMMAND_RESULT, config, now)
+    body.update({"jti": jti, "act": act, "outcome": outcome, "reason": reason, "detail": detail or None,
+                 "source": source, "received_at": received_at, "result": result})
+    return _finalizer(body, state, now)
+
+
+def diagnostics(config: Config, jti: str | None, bundle: dict[str, Any], state: AgentState | None = None,
+                now: dt.datetime | None = None) -> Finalizer:
+    """The diagnostics bundle (``fleet/diagnostics.py``) asked for by command ``jti``."""
+    body = envelope(DIAGNOSTICS, config, now)
+    body.update({"jti": jti, **bundle})
+    return _finalizer(body, state, now)
+
+
 def _finalizer(body: dict[str, Any], state: AgentState | None, now: dt.datetime | None) -> Finalizer:
     def finalize(seq: int, stats: Stats) -> dict[str, Any]:
         body["seq"] = seq
@@ -197,7 +233,7 @@ def preview(finalize: Finalizer, next_seq: int, stats: Stats | None = None) -> d
 
 
 def load_schema(kind: str) -> dict[str, Any]:
-    """The shipped JSON Schema of ``kind`` (heartbeat, event, selftest)."""
+    """The shipped JSON Schema of ``kind`` (a key of ``SCHEMA_FILES``)."""
     text = resources.files("posagent.config").joinpath("schemas", SCHEMA_FILES[kind]).read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema

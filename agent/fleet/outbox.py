@@ -27,8 +27,9 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
+from posagent.core.version import BUILD_YEAR
 from posagent.fleet.outbox_db import (
     KINDS,
     OutboxError,
@@ -41,10 +42,11 @@ from posagent.fleet.outbox_db import (
     set_meta,
 )
 from posagent.fleet.outbox_recover import Recovery, damage, move_aside, restore, salvage, seq_mark, write_seq_mark
+from posagent.fleet.schedule import read_boot_id
 
 log = logging.getLogger(__name__)
 #: The types of the outbox's methods come with it (``from posagent.fleet.outbox import Outbox, Stats``).
-__all__ = ["DROP_LOG_INTERVAL", "REJECTED_KEEP", "Outbox", "OutboxError", "Pending", "Stats"]
+__all__ = ["DROP_LOG_INTERVAL", "REJECTED_KEEP", "Outbox", "OutboxError", "Pending", "Stats", "Store"]
 
 #: Drops are logged at once, then summed up at most this often (seconds).
 DROP_LOG_INTERVAL = 3600.0
@@ -61,13 +63,54 @@ ORDER BY CASE WHEN kind = 'heartbeat' AND seq < :newest THEN 0
 """
 
 
+#: A wall-clock time before this (1 January of the build year) is a clock that is wrong
+#: (a dead RTC battery, the year 2000 until NTP steps it).
+CLOCK_FLOOR = dt.datetime(BUILD_YEAR, 1, 1, tzinfo=dt.UTC).timestamp()
+
+# The age rule reads the clock that cannot step: a report of this boot is as old as the
+# boot-time clock (CLOCK_BOOTTIME, counting suspend) says. One of an earlier boot is judged
+# by the wall clock, and only when both its stamp and now are past CLOCK_FLOOR: a terminal
+# that booted in the year 2000 and was put right by NTP does not drop what it made meanwhile.
+_TOO_OLD = ("(CASE WHEN boot IS NOT NULL AND boot = :boot AND up IS NOT NULL THEN up < :up_cut "
+            "ELSE :sane AND created >= :floor AND created < :cut END)")
+
+
+def boot_clock() -> tuple[str | None, float]:
+    """(this boot's id, seconds since it on CLOCK_BOOTTIME)."""
+    return read_boot_id(), time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+class Store(Protocol):
+    """What the daemon's parts need of an outbox: ``Outbox`` (the file) and
+    ``outbox_safe.SafeOutbox`` (the file, or memory while the file cannot be used)."""
+
+    recovered: Recovery | None
+
+    def commit(self, kind: str, finalize: Callable[[int, Stats], dict[str, Any]]) -> dict[str, Any]: ...
+    def set_limits(self, max_bytes: int, max_age: float) -> None: ...
+    def next_pending(self, after_newest: bool = False) -> Pending | None: ...
+    def next_batch(self, limit: int) -> list[Pending]: ...
+    def get(self, seq: int) -> Pending | None: ...
+    def ack(self, seq: int) -> None: ...
+    def ack_many(self, seqs: list[int]) -> None: ...
+    def note_failure(self, seq: int, error: str, *, refused: bool = False) -> None: ...
+    def note_failures(self, seqs: list[int], error: str, *, refused: bool = False) -> None: ...
+    def reject(self, seq: int, http_status: int | None, reason: str, *, kind: str | None = None,
+               message_id: str | None = None) -> None: ...
+    def stats(self) -> Stats: ...
+    def pending_seqs(self) -> list[int]: ...
+    def close(self) -> None: ...
+
+
 class Outbox:
     def __init__(self, state_dir: str, *, max_bytes: int, max_age: float,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 boot_clock: Callable[[], tuple[str | None, float]] = boot_clock) -> None:
         self.path = db_path(state_dir)
         self.max_bytes = max_bytes
         self.max_age = max_age
         self.clock = clock
+        self.boot_clock = boot_clock
         self._lock = threading.Lock()
         self._unlogged: dict[str, int] = {}
         self._drop_logged_at: float | None = None
@@ -120,8 +163,10 @@ class Outbox:
             message = finalize(seq, self._stats_locked(seq))
             body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
             now = self.clock()
-            db.execute("INSERT INTO outbox (seq, kind, message_id, created, bytes, body) VALUES (?, ?, ?, ?, ?, ?)",
-                       (seq, kind, message["message_id"], now, len(body), body))
+            boot, up = self.boot_clock()
+            db.execute("INSERT INTO outbox (seq, kind, message_id, created, bytes, body, boot, up) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (seq, kind, message["message_id"], now, len(body), body,
+                                                          boot, up))
             dropped = self._enforce_bounds(now)
         write_seq_mark(self.state_dir, seq)  # the high-water mark, outside the database too
         if dropped:
@@ -163,10 +208,12 @@ class Outbox:
         db = self._db
         dropped: dict[str, int] = {}
         if self.max_age > 0:
-            cutoff = now - self.max_age
-            for kind, n in db.execute("SELECT kind, count(*) FROM outbox WHERE created < ? GROUP BY kind", (cutoff,)):
+            boot, up = self.boot_clock()
+            args = {"boot": boot, "up_cut": up - self.max_age, "cut": now - self.max_age, "floor": CLOCK_FLOOR,
+                    "sane": int(now >= CLOCK_FLOOR)}
+            for kind, n in db.execute(f"SELECT kind, count(*) FROM outbox WHERE {_TOO_OLD} GROUP BY kind", args):
                 dropped[kind] = dropped.get(kind, 0) + n
-            db.execute("DELETE FROM outbox WHERE created < ?", (cutoff,))
+            db.execute(f"DELETE FROM outbox WHERE {_TOO_OLD}", args)
         total = db.execute("SELECT coalesce(sum(bytes), 0) FROM outbox").fetchone()[0]
         if total > self.max_bytes:
             newest = db.execute("SELECT coalesce(max(seq), 0) FROM outbox WHERE kind = 'heartbeat'").fetchone()[0]
@@ -187,6 +234,37 @@ class Outbox:
             self._db.execute("PRAGMA incremental_vacuum")
         except sqlite3.Error as e:
             log.debug("incremental vacuum failed: %s", e)
+
+    def evict_superseded(self) -> int:
+        """Make room on a full disk: drop every heartbeat but the newest (counted as dropped).
+        The number dropped; 0 when there was none to drop or the file cannot be written."""
+        try:
+            with self._tx() as db:
+                newest = db.execute("SELECT coalesce(max(seq), 0) FROM outbox WHERE kind = 'heartbeat'").fetchone()[0]
+                n = db.execute("DELETE FROM outbox WHERE kind = 'heartbeat' AND seq < ?", (newest,)).rowcount
+                if n:
+                    self._set_meta("dropped_heartbeat", self._meta_int("dropped_heartbeat") + n)
+        except OutboxError as e:
+            log.debug("evicting superseded heartbeats: %s", e)
+            return 0
+        if n:
+            log.warning("disk full: dropped %d superseded heartbeat(s) from the outbox to make room", n)
+            self._vacuum_quietly()
+        return int(n)
+
+    def adopt(self, pendings: list[Pending], seq: int, dropped: dict[str, int]) -> None:
+        """Take over what was kept in memory while this file could not be used: its reports
+        (with their seq numbers), its drop counts, and its seq counter."""
+        rows = [(p.seq, p.kind, p.message_id, p.created, len(p.body), p.body, p.attempts, None) for p in pendings]
+        with self._tx() as db:
+            if rows:
+                restore(db, rows)
+            for kind, n in dropped.items():
+                if n:
+                    self._set_meta(f"dropped_{kind}", self._meta_int(f"dropped_{kind}") + n)
+            if seq > self._meta_int("seq"):
+                self._set_meta("seq", seq)
+        write_seq_mark(self.state_dir, max(seq, self.stats().seq))
 
     # -- delivery bookkeeping -----------------------------------------------------------
     def next_pending(self, after_newest: bool = False) -> Pending | None:

@@ -57,6 +57,7 @@ class Stats:
     oldest_created: float | None = None
     refused: int = 0  # attempts the upstream refused as a whole (401/403/404...): reports kept
     newest_created: float | None = None  # with oldest_created: the span a backlog covers (its pace)
+    unavailable: str | None = None  # why reports are kept in memory, not in the file (outbox_safe)
 
     @property
     def dropped_total(self) -> int:
@@ -100,6 +101,10 @@ def _setup(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA wal_autocheckpoint = 256")
     db.execute("PRAGMA busy_timeout = 10000")
     db.executescript(_SCHEMA)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+    for name, kind in (("boot", "TEXT"), ("up", "REAL")):  # added in 0.x: the boot-relative age
+        if name not in columns:
+            db.execute(f"ALTER TABLE outbox ADD COLUMN {name} {kind}")
 
 
 def _has_tables(db: sqlite3.Connection) -> bool:

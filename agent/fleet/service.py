@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from posagent.config.model import Config
@@ -17,7 +18,10 @@ from posagent.drivers.system import snapshot
 from posagent.fleet import prom
 from posagent.fleet.messages import DeviceResults
 from posagent.fleet.outbox import Outbox
-from posagent.fleet.upstream import RetryPolicy, Upstream, UpstreamError
+from posagent.fleet.outbox_recover import Recovery
+from posagent.fleet.outbox_safe import SafeOutbox
+from posagent.fleet.transport import OnCommand, Transport, open_transport
+from posagent.fleet.upstream import RetryPolicy, UpstreamError
 from posagent.selftest.runner import Runner
 
 # These lines were the daemon loop's before they were shared; they keep its logger name, so
@@ -45,12 +49,23 @@ def open_outbox(config: Config) -> Outbox:
     return Outbox(config.agent.state_dir, max_bytes=int(up.spool_max_mb * 2**20), max_age=float(up.spool_max_age))
 
 
-def make_upstream(config: Config, policy: RetryPolicy | None = None) -> tuple[Upstream | None, str | None]:
-    """(upstream, problem): no URL configured is (None, None); a bad setting is (None, reason)."""
-    if not config.upstream.url:
+def open_safe_outbox(config: Config, on_recovered: Callable[[Recovery], None] | None = None) -> SafeOutbox:
+    """The daemon's outbox: the file, or memory while the file cannot be used (full disk,
+    read-only state dir); never raises for the state dir's sake (``fleet/outbox_safe.py``)."""
+    up = config.upstream
+    return SafeOutbox(config.agent.state_dir, max_bytes=int(up.spool_max_mb * 2**20),
+                      max_age=float(up.spool_max_age), on_recovered=on_recovered)
+
+
+def make_upstream(config: Config, policy: RetryPolicy | None = None,
+                  on_command: OnCommand | None = None) -> tuple[Transport | None, str | None]:
+    """(transport, problem): no URL configured is (None, None); a bad setting is (None, reason).
+    ``on_command`` gets every remote command token the upstream sends (fleet/commands.py)."""
+    if not config.upstream.all_urls():
         return None, None
     try:
-        return Upstream(config.upstream, policy=policy or RetryPolicy()), None
+        return open_transport(config.upstream, terminal_id=config.agent.terminal_id,
+                              policy=policy or RetryPolicy(), on_command=on_command), None
     except UpstreamError as e:
         return None, str(e)
 

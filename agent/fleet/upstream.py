@@ -35,6 +35,7 @@ import email.utils
 import enum
 import gzip
 import hashlib
+import json
 import logging
 import os
 import random
@@ -42,7 +43,7 @@ import re
 import ssl
 import stat
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +59,8 @@ _RETRY = {408, 429}
 #: The longest Retry-After honoured (seconds); a longer one is ignored like garbage.
 RETRY_AFTER_MAX = 86400.0
 _DELTA_SECONDS = re.compile(r"[0-9]{1,10}")  # ASCII digits only: str.isdigit() takes "٣" and "³" too
+#: The most of an answer body read for commands (bytes).
+MAX_ANSWER = 1 << 20
 #: Bodies shorter than this go uncompressed: gzip's own 18 bytes of frame would outweigh the gain.
 GZIP_MIN = 256
 #: The largest number a RateLimit field may carry here (quota, window, remaining, reset).
@@ -115,40 +118,50 @@ class RetryPolicy:
 
 def read_token(section: UpstreamSection, env: Mapping[str, str] = os.environ) -> str | None:
     """The bearer token, or None when none is configured. Raises UpstreamError with the fix."""
+    return read_secret(section.token_file, what="token", setting="upstream.token_file",
+                       credential=CREDENTIAL_NAME, env=env)
+
+
+def read_secret(path: str, *, what: str, setting: str, credential: str, env: Mapping[str, str] = os.environ,
+                spaces: bool = False) -> str | None:
+    """A secret of one line (the upstream token, the MQTT password): systemd's
+    ``$CREDENTIALS_DIRECTORY/<credential>`` if there is one, else the file ``path`` (the
+    config key ``setting``), which must not be readable by group or others; None when
+    neither is set. ``spaces``: the secret may hold spaces (a password), else not (a
+    token). Raises UpstreamError with the fix; the secret is never in the message."""
     cred_dir = env.get("CREDENTIALS_DIRECTORY")
     if cred_dir:
-        path = os.path.join(cred_dir, CREDENTIAL_NAME)
-        if os.path.exists(path):  # systemd made it private to this unit
-            return _read_token_file(path)
-    if not section.token_file:
+        cred = os.path.join(cred_dir, credential)
+        if os.path.exists(cred):  # systemd made it private to this unit
+            return _read_secret_file(cred, what, spaces)
+    if not path:
         return None
-    path = section.token_file
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise UpstreamError(f"token file {path} not found: create it (mode 600) or fix upstream.token_file")
+        raise UpstreamError(f"{what} file {path} not found: create it (mode 600) or fix {setting}")
     except OSError as e:
-        raise UpstreamError(f"token file {path} cannot be read: {e.strerror}")
+        raise UpstreamError(f"{what} file {path} cannot be read: {e.strerror}")
     mode = stat.S_IMODE(st.st_mode)
     if mode & 0o044:
         who = "everyone" if mode & 0o004 else "its group"
-        raise UpstreamError(f"token file {path} is readable by {who} (mode {mode:04o}); refusing to use it: "
+        raise UpstreamError(f"{what} file {path} is readable by {who} (mode {mode:04o}); refusing to use it: "
                             f"chmod 600 {path} and make the agent's user its owner, "
-                            "or pass it with LoadCredential=upstream-token:PATH")
-    return _read_token_file(path)
+                            f"or pass it with LoadCredential={credential}:PATH")
+    return _read_secret_file(path, what, spaces)
 
 
-def _read_token_file(path: str) -> str:
+def _read_secret_file(path: str, what: str, spaces: bool = False) -> str:
     try:
         with open(path, encoding="utf-8") as fh:
-            token = fh.read().strip()
+            secret = fh.read().strip() if not spaces else fh.read().rstrip("\r\n")
     except (OSError, UnicodeDecodeError) as e:
-        raise UpstreamError(f"token file {path} cannot be read: {getattr(e, 'strerror', None) or e}")
-    if not token:
-        raise UpstreamError(f"token file {path} is empty")
-    if any(c.isspace() or not c.isprintable() for c in token):
-        raise UpstreamError(f"token file {path} holds more than one line or spaces: write the token alone")
-    return token
+        raise UpstreamError(f"{what} file {path} cannot be read: {getattr(e, 'strerror', None) or e}")
+    if not secret:
+        raise UpstreamError(f"{what} file {path} is empty")
+    if any((c.isspace() and not (spaces and c == " ")) or not c.isprintable() for c in secret):
+        raise UpstreamError(f"{what} file {path} holds more than one line or spaces: write the {what} alone")
+    return secret
 
 
 def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
@@ -189,30 +202,47 @@ class Upstream:
     env: Mapping[str, str] = field(default_factory=lambda: os.environ)
     waits: list[float] = field(default_factory=list)  # the waits slept in the last send()
     rng: random.Random = field(default_factory=random.Random)  # the backoff's jitter
+    # gets each command token a 2xx answer carries ({"commands": [...]}) and "http"
+    on_command: Callable[[str, str], None] | None = None
 
     def __post_init__(self) -> None:
-        url = self.section.url
-        if not url:
+        self._urls = self.section.all_urls()
+        if not self._urls:
             raise UpstreamError("no upstream URL configured: set [upstream] url in the config")
-        shown = redact_url(url)
-        if split_userinfo(url)[0] is not None:
-            raise UpstreamError(f"upstream url {shown} holds a user name or password: remove it from the URL "
-                                "and put credentials in token_file")
-        scheme = url.split(":", 1)[0].lower()
-        if scheme == "http" and not self.section.allow_insecure_http:
-            raise UpstreamError(f"{shown} is plain http: reports would travel unencrypted; use https, "
-                                "or set allow_insecure_http = true on a lab network")
-        if scheme not in ("http", "https"):
-            raise UpstreamError(f"upstream url {shown} is not http(s)")
-        self._verify = self._tls_context() if scheme == "https" else True
+        self._at = 0  # the collector in use: a connection failure moves on to the next of `urls`
+        schemes = set()
+        for url in self._urls:
+            shown = redact_url(url)
+            if split_userinfo(url)[0] is not None:
+                raise UpstreamError(f"upstream url {shown} holds a user name or password: remove it from the URL "
+                                    "and put credentials in token_file")
+            scheme = url.split(":", 1)[0].lower()
+            if scheme == "http" and not self.section.allow_insecure_http:
+                raise UpstreamError(f"{shown} is plain http: reports would travel unencrypted; use https, "
+                                    "or set allow_insecure_http = true on a lab network")
+            if scheme not in ("http", "https"):
+                raise UpstreamError(f"upstream url {shown} is not http(s)")
+            schemes.add(scheme)
+        self._verify = self._tls_context() if "https" in schemes else True
         self._token = read_token(self.section, self.env)
         if self._token is None:
             log.warning("no upstream token configured: sending reports without Authorization")
-        elif scheme == "http":
+        elif "http" in schemes:
             log.warning("%s is plain http: the upstream token travels unencrypted with every report "
-                        "(allow_insecure_http is for lab networks)", shown)
+                        "(allow_insecure_http is for lab networks)", redact_url(self._urls[0]))
         self._client: Any = None
         self._gzip = bool(self.section.gzip)
+
+    @property
+    def url(self) -> str:
+        """The collector in use (one of ``section.all_urls()``)."""
+        return self._urls[self._at]
+
+    def _fail_over(self) -> None:
+        """A connection to this collector failed: the next request goes to the next one."""
+        if len(self._urls) > 1:
+            self._at = (self._at + 1) % len(self._urls)
+            log.info("upstream: trying %s next", redact_url(self.url))
 
     def _tls_context(self) -> Any:
         if not self.section.ca_file:
@@ -230,13 +260,14 @@ class Upstream:
 
             # One kept HTTP/1.1 connection, idle for up to `keepalive` (httpx's default of 5 s
             # made every heartbeat a new TCP and TLS handshake).
-            limits = httpx.Limits(max_keepalive_connections=1, keepalive_expiry=float(self.section.keepalive))
+            limits = httpx.Limits(max_keepalive_connections=1, keepalive_expiry=self.section.keepalive_s())
             self._client = httpx.Client(timeout=float(self.section.timeout), verify=self._verify,
                                         follow_redirects=False, limits=limits,
                                         headers={"User-Agent": f"posagent/{__version__}"})
         return self._client
 
-    def close(self) -> None:
+    def close(self, final: bool = False) -> None:
+        """Let the kept connection go (``final``: the agent stops; nothing more to say over HTTP)."""
         if self._client is not None:
             try:
                 self._client.close()
@@ -267,7 +298,7 @@ class Upstream:
             # The collector does not take compressed bodies: say so once, stop compressing
             # for it, and send the same request plain (a negotiation, not a retry).
             log.warning("upstream %s answered 415 to a gzip body: sending uncompressed from now on",
-                        redact_url(self.section.url))
+                        redact_url(self.url))
             self._gzip = False
             result = self._post_encoded(body, key, compress=False)
         return result
@@ -282,54 +313,103 @@ class Upstream:
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         try:
-            resp = self._http().post(self.section.url, content=body, headers=headers)
+            resp = self._http().post(self.url, content=body, headers=headers)
         except httpx.TimeoutException:
+            self._fail_over()
             return SendResult(Outcome.FAILED, f"no answer within {float(self.section.timeout):g} s",
                               gzipped=compress, wire_bytes=len(body))
         except httpx.HTTPError as e:
-            return SendResult(Outcome.FAILED, f"connection failed: {_short(e, self.section.url)}",
+            url = self.url
+            self._fail_over()
+            return SendResult(Outcome.FAILED, f"connection failed: {_short(e, url)}",
                               gzipped=compress, wire_bytes=len(body))
         result = classify(resp.status_code, resp.reason_phrase, resp.headers.get("Retry-After"),
                           resp.headers.get("Location"))
         result.pace = parse_ratelimit(resp.headers.get("RateLimit-Policy"), resp.headers.get("RateLimit"))
         result.gzipped, result.wire_bytes = compress, len(body)
+        if result.outcome is Outcome.DELIVERED and self.on_command is not None:
+            for token in commands_in(resp.content[:MAX_ANSWER]):
+                try:
+                    self.on_command(token, "http")
+                except Exception as e:  # a command's trouble must not undo a delivery
+                    log.error("command from the upstream answer not taken: %s", type(e).__name__)
         return result
 
     def send(self, body: bytes, message_id: str) -> SendResult:
         """Post with retries on transient failures; the last attempt's result."""
-        import tenacity  # deferred: pulls in asyncio; only a send needs it
-
-        p = self.policy
         self.waits = []
-        attempts = 0
+        return retrying_send(lambda: self.post_once(body, message_id), self.stop, self.policy, self.rng, self.waits)
 
-        def wait(rs: tenacity.RetryCallState) -> float:
-            last: SendResult = rs.outcome.result()  # type: ignore[union-attr]
-            if last.retry_after is not None:
-                return min(last.retry_after, p.retry_after_cap)
-            return full_jitter(self.rng, p.base, p.cap, rs.attempt_number)
 
-        def attempt() -> SendResult:
-            nonlocal attempts
-            attempts += 1
-            return self.post_once(body, message_id)
+def retrying_send(attempt: Callable[[], SendResult], stop: threading.Event, policy: RetryPolicy,
+                  rng: random.Random, waits: list[float] | None = None) -> SendResult:
+    """``attempt()`` again while it fails transiently, with full-jitter backoff (a
+    Retry-After, capped, instead where the answer carried one), at most ``policy.attempts``
+    times within ``policy.budget`` seconds, until ``stop`` is set; the last result. For a
+    technician's interactive send only: the daemon's delivery loop is its own retry level."""
+    import tenacity  # deferred: pulls in asyncio; only a send needs it
 
-        def sleep(seconds: float) -> None:
-            self.waits.append(seconds)
-            log.debug("attempt %d failed; next in %.2f s", attempts, seconds)
-            self.stop.wait(seconds)  # an Event wait: stop() ends it at once
+    p = policy
+    attempts = 0
 
-        retrying = tenacity.Retrying(
-            stop=(tenacity.stop_after_attempt(p.attempts) | tenacity.stop_after_delay(p.budget)
-                  | tenacity.stop_when_event_set(self.stop)),
-            wait=wait,
-            retry=tenacity.retry_if_result(lambda r: r.outcome is Outcome.FAILED),
-            sleep=sleep,
-            retry_error_callback=lambda rs: rs.outcome.result(),  # type: ignore[union-attr]
-        )
-        result: SendResult = retrying(attempt)
-        result.attempts = attempts
-        return result
+    def wait(rs: tenacity.RetryCallState) -> float:
+        last: SendResult = rs.outcome.result()  # type: ignore[union-attr]
+        if last.retry_after is not None:
+            return min(last.retry_after, p.retry_after_cap)
+        return full_jitter(rng, p.base, p.cap, rs.attempt_number)
+
+    def counted() -> SendResult:
+        nonlocal attempts
+        attempts += 1
+        return attempt()
+
+    def sleep(seconds: float) -> None:
+        if waits is not None:
+            waits.append(seconds)
+        log.debug("attempt %d failed; next in %.2f s", attempts, seconds)
+        stop.wait(seconds)  # an Event wait: stop() ends it at once
+
+    retrying = tenacity.Retrying(
+        stop=(tenacity.stop_after_attempt(p.attempts) | tenacity.stop_after_delay(p.budget)
+              | tenacity.stop_when_event_set(stop)),
+        wait=wait,
+        retry=tenacity.retry_if_result(lambda r: r.outcome is Outcome.FAILED),
+        sleep=sleep,
+        retry_error_callback=lambda rs: rs.outcome.result(),  # type: ignore[union-attr]
+    )
+    result: SendResult = retrying(counted)
+    result.attempts = attempts
+    return result
+
+
+#: The most commands taken from one HTTP answer; the rest are dropped with a log line.
+MAX_COMMANDS_PER_ANSWER = 16
+#: The longest command token accepted (characters); a JWT of a few claims is ~300.
+MAX_TOKEN = 8192
+
+
+def commands_in(body: bytes) -> list[str]:
+    """The command tokens of an HTTP 2xx answer body ``{"commands": ["<jwt>", ...]}``; an
+    empty list for any other body. A malformed entry is dropped here with a log line (it is
+    no token anyone could verify, so there is no command to answer)."""
+    if not body or not body.lstrip().startswith(b"{"):
+        return []
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return []
+    raw = doc.get("commands") if isinstance(doc, dict) else None
+    if not isinstance(raw, list):
+        return []
+    tokens = [t.strip() for t in raw if isinstance(t, str) and 0 < len(t.strip()) <= MAX_TOKEN]
+    if len(tokens) != len(raw):
+        log.warning("upstream answer: %d command entries that are not token strings were ignored",
+                    len(raw) - len(tokens))
+    if len(tokens) > MAX_COMMANDS_PER_ANSWER:
+        log.warning("upstream answer: %d commands; only the first %d are taken",
+                    len(tokens), MAX_COMMANDS_PER_ANSWER)
+        tokens = tokens[:MAX_COMMANDS_PER_ANSWER]
+    return tokens
 
 
 def full_jitter(rng: random.Random, base: float, cap: float, failures: int) -> float:

@@ -17,6 +17,7 @@ from posagent.core.base import Driver, Result, Status
 from posagent.core.i18n import _, language, set_language
 from posagent.core.registry import DriverLoadError, load_driver
 from posagent.fleet import history
+from posagent.fleet.trends import load_trends
 from posagent.selftest.devices import DeviceSet
 from posagent.selftest.hints import hint
 from posagent.selftest.runner import Report, call_with_timeout
@@ -26,7 +27,8 @@ EX_CANTCREAT = 73
 
 
 def visit_outputs(args: argparse.Namespace, config: Config, report: Report, recorded: bool, code: int) -> int:
-    ctx = visit_context(config.agent.state_dir, recorded)
+    printers = [d.name for d in config.devices if d.driver == "escpos" and d.enabled]
+    ctx = visit_context(config.agent.state_dir, recorded, printers)
     ok = True
     if getattr(args, "report", None):
         try:
@@ -41,13 +43,15 @@ def visit_outputs(args: argparse.Namespace, config: Config, report: Report, reco
     return code if ok or code else EX_CANTCREAT
 
 
-def visit_context(state_dir: str, recorded: bool = True) -> VisitContext:
-    """Read from the history store, after this run was recorded (``recorded``)."""
+def visit_context(state_dir: str, recorded: bool = True, printers: list[str] | None = None) -> VisitContext:
+    """Read from the history store, after this run was recorded (``recorded``), and the
+    last 30 days' trends for the charts (paper from the ``printers``' counters)."""
+    trends = load_trends(state_dir, printers or [])
     if not recorded:
-        return VisitContext(history_ok=False)
+        return VisitContext(history_ok=False, trends=trends)
     prev = history.previous_visit(state_dir)
     since = prev["ts"] if prev else 0.0
-    return VisitContext(True, prev, history.cleared_since(state_dir, since))
+    return VisitContext(True, prev, history.cleared_since(state_dir, since), trends)
 
 
 def _only(args: argparse.Namespace) -> list[str] | None:

@@ -13,6 +13,13 @@ composes the identity reader (GS I, ``escpos.identity``) and the job runner (pri
 the test slip, ``escpos.jobs``); the state file (counters, remembered identity) is
 ``escpos.counters``.
 
+Self-repair (``repair``, docs/self-repair.md), before PRINTER_OFFLINE, PRINTER_NO_RESPONSE,
+PRINTER_NOT_CONNECTED or PRINTER_PROTOCOL_ERROR is reported, as owner or proxy only and
+between jobs only (holding ``Link.lock``, never while the print proxy has a job under
+way): a broken or silent link is dropped and reopened (and, with ``usb_reset = true``,
+a USB printer's port reset); if the fault is still there, ``ESC @`` initialises the
+printer. As a guest nothing is tried: the POS application owns the printer.
+
 Codes: PRINTER_OK; warn: PAPER_NEAR_END, PRINTER_OVERHEAT (auto-recoverable error),
 RIBBON_WORN; fail: PRINTER_OFFLINE, PRINTER_COVER_OPEN, PAPER_END, CUTTER_ERROR,
 PRINTER_MECHANICAL_ERROR, PRINTER_UNRECOVERABLE_ERROR, SLIP_INTERRUPTED; unknown:
@@ -23,6 +30,7 @@ SLIP_FAILED.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +39,7 @@ from posagent.core.base import Check, CheckContext, Driver, Level, Measurements,
 from posagent.core.errors import DeviceBusy, DeviceError, DeviceIOError, DeviceNotFound, DeviceTimeout, ProtocolError
 from posagent.drivers.escpos import forecast
 from posagent.drivers.escpos.codes import CODES
+from posagent.drivers.escpos.commands import ESC
 from posagent.drivers.escpos.counters import Counters, CounterStore, PrinterState, counter_path, ribbon_grade
 from posagent.drivers.escpos.identity import IDENTITY_RETRY_S, IdentityReader
 from posagent.drivers.escpos.jobs import GS_R_PAPER, OFFLINE_BIT, JobRunner
@@ -61,6 +70,13 @@ OPEN_ERRORS: ErrorTable = {DeviceNotFound: _NOT_CONNECTED, DeviceTimeout: _NOT_C
 LOST_ERRORS: ErrorTable = {DeviceIOError: Remap(code="PRINTER_NOT_CONNECTED", message="{where}: link lost ({error})")}
 
 
+#: ESC @: initialise (clears the print buffer, resets modes; not the receive buffer).
+ESC_INIT = bytes((ESC, 0x40))
+#: How long, how often and how many times the printer is asked whether ESC @ brought it online.
+INIT_SETTLE_S, INIT_POLL_S, INIT_POLLS = 0.5, 0.05, 12
+#: Faults of the link: reopening it may clear them (then ESC @ if it did not).
+LINK_FAULTS = frozenset({"PRINTER_NOT_CONNECTED", "PRINTER_NO_RESPONSE", "PRINTER_PROTOCOL_ERROR"})
+
 #: Python modules this driver needs, per URL scheme (Driver.needs).
 NEEDS = {"usb": ("usb", "pyusb", "pip install pyusb; apt-get install libusb-1.0-0")}
 
@@ -76,6 +92,8 @@ class EscposDriver(Driver):
     support = "beta"
     Options = EscposOptions
     codes = CODES
+    #: What a person must fix (paper, cover, cutter, mechanism) is never "repaired".
+    repairable = LINK_FAULTS | {"PRINTER_OFFLINE"}
 
 
     def __init__(self, device: Any, env: Any) -> None:
@@ -230,6 +248,83 @@ class EscposDriver(Driver):
         if pct is not None:
             m["ribbon_used_pct"] = pct
         return state
+
+    # -- self-repair (docs/self-repair.md) -----------------------------------------------
+    def repair(self, result: Result, deadline: float) -> list[str]:
+        """Safe steps before ``result``'s fault is reported: as owner or proxy only, between
+        jobs only (``Link.lock`` held, no proxy job under way). A link fault: reopen (and
+        reset the USB port with ``usb_reset``), read the status again; still a fault, or
+        the printer offline: ESC @. Returns the steps tried; stops at ``deadline``."""
+        if self.share == "guest" or result.code not in self.repairable:
+            return []  # the POS application owns the printer: nothing is sent, nothing reset
+        if not self._link.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            return []  # a job holds the printer until the deadline: it is not offline after all
+        try:
+            if self._proxy is not None and self._proxy.in_job:
+                return []  # the rest of a job may still be offered: nothing may come between
+            return self._repair_steps(result.code, deadline)
+        finally:
+            self._link.lock.release()
+
+    def _repair_steps(self, code: str, deadline: float) -> list[str]:
+        tried: list[str] = []
+        if code in LINK_FAULTS:
+            tried += self._reopen(deadline)
+            if not self._still_faulty(deadline):
+                return tried
+        if time.monotonic() >= deadline:
+            return tried
+        try:
+            self._link.exchange(lambda s: s.write(ESC_INIT, timeout=self._left(deadline)), retry=False)
+        except DeviceError:
+            return tried  # the printer cannot be reached: ESC @ was not sent
+        self._settle(deadline)
+        return [*tried, "init"]
+
+    def _settle(self, deadline: float) -> None:
+        """Give the printer time to execute ESC @, which it does in buffer order: ask DLE
+        EOT 1 (real time, harmless) until it is online, for at most INIT_SETTLE_S and
+        INIT_POLLS questions. Nothing else tells when ESC @ ran: GS r would, but a printer
+        that stays offline answers it late, into whatever comes next (a POS job's stream)."""
+        end = min(deadline, time.monotonic() + INIT_SETTLE_S)
+        pause = threading.Event()
+        for _ in range(INIT_POLLS):
+            try:
+                if not self.query(1) & OFFLINE_BIT:
+                    return
+            except DeviceError:
+                return
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            pause.wait(min(INIT_POLL_S, left))  # the pace of the questions, not a wait for an answer
+
+    def _reopen(self, deadline: float) -> list[str]:
+        """Drop the link; reset the USB port first when allowed. The next exchange reopens."""
+        steps = ["reopen"]
+        if self.options.usb_reset and self.device.url is not None and self.device.url.scheme == "usb":
+            try:
+                stream = self._link.open()
+                reset = getattr(stream, "reset_port", None)
+                if callable(reset):
+                    steps = ["usb_reset", "reopen"]
+                    reset()
+            except DeviceError:
+                pass  # not there to reset, or the reset failed: reopening is all there is
+        self._link.reset()
+        return steps
+
+    def _still_faulty(self, deadline: float) -> bool:
+        if time.monotonic() >= deadline:
+            return True
+        try:
+            st = self.read_status()
+        except DeviceError:
+            return True
+        return any(f.status in (Status.FAIL, Status.UNKNOWN) for f in grade(st))
+
+    def _left(self, deadline: float) -> float:
+        return max(0.05, min(self.options.reply_timeout, deadline - time.monotonic()))
 
     # -- checks ------------------------------------------------------------------
     def checks(self) -> list[Check]:

@@ -26,6 +26,7 @@ class EscposOptions:
     identity_timeout: Duration = Duration(0.3)  # wait for one GS I reply (unsupported n: no reply)
     job_timeout: Duration = Duration(30.0)  # wait for a printed job to finish (capped by the check)
     connect_timeout: Duration = Duration(3.0)  # TCP connect
+    usb_reset: bool = False  # self-repair may reset the USB port (usb:// as owner or proxy; docs/self-repair.md)
 
     def __post_init__(self) -> None:
         if self.cut not in ("partial", "full", "none"):

@@ -160,6 +160,9 @@ class PrintProxy:
         self.jobs = 0  # jobs the printer took whole
         self.lost_jobs = 0  # jobs of which something was lost
         self.peak_buffered = 0  # the most job bytes held in memory at once
+        #: A job is under way (first byte to its report): its rest may still be offered to the
+        #: printer between lock holds, so nothing but a status query may run (self-repair waits).
+        self.in_job = False
 
     @property
     def address(self) -> tuple[str, int] | None:
@@ -334,6 +337,13 @@ class PrintProxy:
 
     def _run(self, client: _TcpClient | _PtyClient, first: bytes) -> JobEnd:
         """One job from its first byte; reported, whatever became of it."""
+        self.in_job = True
+        try:
+            return self._job(client, first)
+        finally:
+            self.in_job = False
+
+    def _job(self, client: _TcpClient | _PtyClient, first: bytes) -> JobEnd:
         job = ProxyJob(self._link, client, first, job_idle=self._job_idle, job_timeout=self._job_timeout,
                        line_mm=self._line_mm, stop=self._stop)
         try:

@@ -13,7 +13,14 @@ Two layers, like the hardware:
 What was printed is kept for tests: ``printed`` (text), ``printed_lines``, ``cuts``,
 ``qr_printed``, ``printed_mm``, ``unknown`` (commands the table does not know).
 
-Knobs: paper=ok|near_end|end, cover=closed|open, cutter_error, offline,
+``offline_until_init`` is the fault self-repair clears (docs/self-repair.md): the printer
+reports offline (``DLE EOT 1`` bit 3, no cause in ``DLE EOT 2``) until an ``ESC @`` reaches
+its print layer, then it is online again. Unlike ``offline`` (a printer that stays
+offline whatever it is sent: its buffer is held), this soft state does not hold the
+buffer, so the ``ESC @`` is executed; ``resets`` counts the ``ESC @`` executed. Setting
+the knob again (``sim.k["offline_until_init"] = True``) makes the next episode.
+
+Knobs: paper=ok|near_end|end, cover=closed|open, cutter_error, offline, offline_until_init,
 error=none|mechanical|unrecoverable|overheat, jam_on_cut (the next cut jams),
 paper_left_mm (paper runs out after this much), drawer=low|high, identity (answer GS I),
 model, firmware, maker, model_id; plus latency_ms, no_answer, garbage, drop_after_bytes,
@@ -58,6 +65,7 @@ class EscposSim(ByteSimulator):
         "cover": KnobSpec(str, "closed", ("closed", "open"), "printer cover"),
         "cutter_error": KnobSpec(bool, False, help="autocutter error (jam)"),
         "offline": KnobSpec(bool, False, help="offline with no cause reported"),
+        "offline_until_init": KnobSpec(bool, False, help="offline (no cause reported) until ESC @ is received"),
         "error": KnobSpec(str, "none", ("none", "mechanical", "unrecoverable", "overheat"), "other errors"),
         "jam_on_cut": KnobSpec(bool, False, help="the next cut jams the autocutter"),
         "paper_left_mm": KnobSpec(float, 0.0, help="paper runs out after this many mm (0 = never)"),
@@ -104,6 +112,11 @@ class EscposSim(ByteSimulator):
                 err == "unrecoverable", err == "overheat")
 
     def is_offline(self) -> bool:
+        """What DLE EOT 1 bit 3 says."""
+        return self._held() or bool(self.k["offline_until_init"])
+
+    def _held(self) -> bool:
+        """The print layer stops (cover open, paper end, an error, ``offline``)."""
         return (bool(self.k["offline"]) or self.k["cover"] == "open" or self._paper() == "end"
                 or any(self._errors()))
 
@@ -158,7 +171,7 @@ class EscposSim(ByteSimulator):
     def _process(self) -> bytes:
         q = self._queue
         out = bytearray()
-        while q and not self.is_offline():
+        while q and not self._held():
             b = q[0]
             if b >= 0x20 and b != 0x7F:
                 end = next((i for i, c in enumerate(q) if c < 0x20), len(q))
@@ -214,6 +227,7 @@ class EscposSim(ByteSimulator):
         op = cmd[1]
         if op == 0x40:  # ESC @
             self.resets += 1
+            self.k["offline_until_init"] = False
             self._line.clear()
             self._kanji = False
         elif op == 0x64:  # ESC d n: print and feed n lines

@@ -228,6 +228,15 @@ class UsbStream:
                 break
         return dropped
 
+    def reset_port(self) -> None:
+        """Reset the device's USB port (pyusb ``Device.reset``): the device re-enumerates as
+        if replugged. Only a self-repair of an owner's device asks it (``usb_reset = true``,
+        docs/self-repair.md); the stream is unusable afterwards and must be closed."""
+        try:
+            self.dev.reset()
+        except (self._usb_core.USBError, NotImplementedError) as e:
+            raise DeviceIOError(f"{self.name}: port reset failed: {e}", measurements=dict(self.where)) from e
+
     def close(self) -> None:
         """Let go of the device; a kernel driver we detached is attached again (usblp's
         /dev/usb/lpN comes back for the POS application). Never raises: each step that

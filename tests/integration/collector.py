@@ -7,7 +7,8 @@ each saying which request carried it (``requests`` keeps one entry per request; 
 is what a collector that dedupes on ``message_id`` keeps). It answers by a script: a queue
 of ``Reply`` items (then ``default``), each a status with headers, or ``hang`` (answer only
 after ``hang`` seconds, so the client times out), or ``drop`` (close the connection without
-an answer). ``stop()`` closes the listening socket and every open connection, so "the
+an answer), optionally with a ``body`` of its own (``{"commands": [...]}``: remote
+commands). ``stop()`` closes the listening socket and every open connection, so "the
 collector is down" is real; ``start()`` again on the same port brings it back. Waits use
 a Condition with a deadline.
 """
@@ -35,6 +36,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     hang: float = 0.0  # seconds to wait before answering (the client should time out first)
     drop: bool = False  # close the connection without answering
+    body: bytes | None = None  # the answer's body (default: {"ok":true} for a 2xx), e.g. {"commands": [...]}
 
 
 @dataclass
@@ -118,7 +120,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile = io.BytesIO()  # nothing buffered may go out
             self.connection.shutdown(socket.SHUT_RDWR)
             return
-        payload = b'{"ok":true}' if 200 <= reply.status < 300 else b'{"error":"scripted"}'
+        payload = reply.body if reply.body is not None else \
+            b'{"ok":true}' if 200 <= reply.status < 300 else b'{"error":"scripted"}'
         self.send_response(reply.status)
         for k, v in reply.headers.items():
             self.send_header(k, v)

@@ -29,6 +29,7 @@ VOLATILE_SUFFIXES = ("_ms", "_mb")
 #: in text: decimals (latencies, percentages of this machine) and loopback ports
 VOLATILE_TEXT = ((re.compile(r"(127\.0\.0\.1|localhost):\d+"), "LOOPBACK:PORT"),
                  (re.compile(r"memory \d+ % used"), "memory #.# % used"),  # this machine's, when whole
+                 (re.compile(r"disk \d+ % free"), "disk #.# % free"),
                  (re.compile(r"(?<![\d.])\d+\.\d+(?![\d.])"), "#.#"))
 COMMANDS = {
     "selftest": ["selftest", "--sim", "--json"],

@@ -134,3 +134,15 @@ def test_config_check_warns_of_a_missing_token_file(tmp_path: Path) -> None:
     proc = run_within_deadline("config", "check", str(path))
     assert proc.returncode == 0 and "OK" in proc.stdout
     assert "does not exist here" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("url", ["ftp://fleet.example/x?token=S3CRET", "http://fleet.example/x?token=S3CRET",
+                                 "mqtt://fleet.example:1883/?password=S3CRET"])
+def test_run_upstream_usage_errors_never_show_the_urls_secrets(tmp_path: Path, url: str) -> None:
+    """#18: ``run --upstream URL`` refuses a bad or plain URL with exit 64 and the URL redacted."""
+    cfg = tmp_path / "posagent.toml"
+    cfg.write_text(f'[agent]\nstate_dir = "{tmp_path / "state"}"\n', encoding="utf-8")
+    out = run_cli("run", "--once", "--config", str(cfg), "--upstream", url)
+    assert out.returncode == 64, out.stderr
+    assert "S3CRET" not in out.stdout + out.stderr and "***" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr

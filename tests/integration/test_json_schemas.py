@@ -45,3 +45,18 @@ def test_json_output_validates(kind: str, args: list[str], terminal: str,
         assert out["status"] == "fail"  # paper end outranks the silent UPS
     if kind == "selftest":
         assert out["trigger"] == "cli" and out["seq"] >= 1
+
+
+def test_every_shipped_schema_is_valid_and_names_its_kind() -> None:
+    """Every kind the agent sends (KIND_OF, with command_result and diagnostics) has a valid
+    draft 2020-12 schema of its own id, whose ``schema`` field is that kind."""
+    from posagent.fleet.messages import KIND_OF
+
+    ids = set()
+    for name in SCHEMA_FILES:
+        schema = load_schema(name)
+        Draft202012Validator.check_schema(schema)
+        ids.add(schema["$id"])
+    assert len(ids) == len(SCHEMA_FILES)
+    for full, kind in KIND_OF.items():
+        assert load_schema(kind)["properties"]["schema"] == {"const": full}

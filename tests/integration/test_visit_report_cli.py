@@ -48,7 +48,7 @@ def test_report_files_markdown_and_html(write_config: Callable[..., Path], tmp_p
 def test_report_problems_are_clear_and_never_a_traceback(write_config: Callable[..., Path], tmp_path: Path) -> None:
     cfg = write_config(HOST_503.replace("503", "200"))
     bad_name = run_cli("selftest", "--config", str(cfg), "--report", str(tmp_path / "visit.txt"))
-    assert bad_name.returncode == 64 and ".md or .html" in bad_name.stderr
+    assert bad_name.returncode == 64 and ".md, .html or .pdf" in bad_name.stderr
     assert json.loads(run_cli("history", "--config", str(cfg), "--json").stdout)["runs"] == []  # nothing ran
     unwritable = run_cli("selftest", "--config", str(cfg), "--report", str(tmp_path / "no" / "visit.md"))
     assert unwritable.returncode == 73, unwritable.stdout + unwritable.stderr

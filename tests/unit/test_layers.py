@@ -28,7 +28,9 @@ LAYERS = ["core", "config", "drivers", "selftest", "fleet", "daemon", "cli"]
 ALLOWED_UP = {("posagent.cli.run", "posagent.daemon")}
 #: the CLI's dispatcher imports a command (and the error texts) only when it runs, so
 #: ``posagent --version`` loads nothing but argparse
-LAZY = {"posagent.cli"}
+LAZY = {"posagent.cli",
+        # paho-mqtt (and the MQTT transport that imports the seam back) only for an mqtt(s):// upstream
+        "posagent.fleet.transport"}
 #: what the root package's own modules are: the version re-export and ``python -m posagent``
 ROOT_LAYER = {"posagent": "core", "posagent.__main__": "cli"}
 

@@ -17,6 +17,7 @@ from posagent.config.model import Config
 from posagent.core.base import Level, Result, Status
 from posagent.fleet import messages
 from posagent.fleet.outbox import Outbox
+from posagent.fleet.outbox_mem import MemoryQueue
 from posagent.fleet.service import status_round
 from posagent.selftest.devices import DeviceSet
 from posagent.selftest.render import report_json
@@ -104,6 +105,26 @@ def test_heartbeat_carries_the_history_when_it_exists(config: Config, outbox: Ou
     check("heartbeat", hb)
     assert hb["last_selftest"] is not None and hb["last_selftest"]["status"] == report.status.label
     assert isinstance(hb["counters"], dict)
+
+
+def test_a_message_made_with_a_wrong_clock_says_so(config: Config, outbox: Outbox) -> None:
+    """#18: made while the clock is before the build year (a dead RTC battery, before NTP),
+    a report carries clock_suspect: true; made with a sane clock it has no such field. Both
+    valid, and the memory fallback's marks validate too."""
+    with DeviceSet(config) as devices:
+        results, system = status_round(Runner(devices), config)
+    y2000 = dt.datetime(2000, 1, 1, 10, 0, tzinfo=dt.UTC)
+    wrong = outbox.commit("heartbeat", messages.heartbeat(config, results, system, now=y2000))
+    check("heartbeat", wrong)
+    assert wrong["clock_suspect"] is True and wrong["sent_at"].startswith("2000-01-01")
+    right = outbox.commit("heartbeat", messages.heartbeat(config, results, system))
+    check("heartbeat", right)
+    assert "clock_suspect" not in right
+    memory = MemoryQueue(right["seq"])
+    memory.reason = "disk full"
+    kept = memory.commit("heartbeat", messages.heartbeat(config, results, system))
+    check("heartbeat", kept)
+    assert kept["agent"]["outbox"] == "unavailable" and kept["agent"]["outbox_reason"] == "disk full"
 
 
 def test_preview_validates_and_commits_nothing(config: Config, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ spool drops in the right order (superseded heartbeats first, self-tests last) an
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 import uuid
 from pathlib import Path
@@ -161,9 +162,19 @@ def test_size_bound_drops_superseded_heartbeats_first_selftests_last(tmp_path: P
     box.close()
 
 
+class BootClock:
+    """The boot id and CLOCK_BOOTTIME a test chooses (the clock that does not step)."""
+
+    def __init__(self, boot: str = "boot-1", up: float = 100.0) -> None:
+        self.boot, self.up = boot, up
+
+    def __call__(self) -> tuple[str | None, float]:
+        return self.boot, self.up
+
+
 def test_age_bound(tmp_path: Path) -> None:
     clock = Clock()
-    box = Outbox(str(tmp_path), max_bytes=10**6, max_age=3600, clock=clock)
+    box = Outbox(str(tmp_path), max_bytes=10**6, max_age=3600, clock=clock, boot_clock=lambda: ("b", clock.t))
     box.commit("selftest", msg("selftest"))
     box.commit("heartbeat", msg("heartbeat"))
     clock.t += 1800
@@ -209,3 +220,46 @@ def test_unwritable_state_dir_is_a_clear_error(tmp_path: Path) -> None:
     target.write_text("not a directory")
     with pytest.raises(OutboxError, match="cannot open the outbox"):
         Outbox(str(target), max_bytes=10**6, max_age=86400)
+
+
+def test_a_clock_step_does_not_age_out_reports(tmp_path: Path) -> None:
+    """#18: a terminal that booted with a dead RTC (the year 2000) and was stepped to the
+    right time by NTP an hour later keeps what it made meanwhile; a step back by an hour
+    does not keep reports past their age either: the age of a report of this boot is read
+    on the boot-time clock."""
+    y2000 = dt.datetime(2000, 1, 1, tzinfo=dt.UTC).timestamp()
+    clock, boot = Clock(y2000), BootClock()
+    box = Outbox(str(tmp_path), max_bytes=10**6, max_age=86400, clock=clock, boot_clock=boot)
+    for _ in range(3):
+        box.commit("heartbeat", msg("heartbeat"))
+        clock.t += 600
+        boot.up += 600
+    clock.t = 1_800_000_000.0  # NTP steps the clock 26 years forward
+    box.commit("heartbeat", msg("heartbeat"))
+    assert box.pending_seqs() == [1, 2, 3, 4]
+    assert box.stats().dropped_total == 0
+    clock.t -= 3600  # and back by an hour: nothing changes either
+    box.commit("heartbeat", msg("heartbeat"))
+    assert box.pending_seqs() == [1, 2, 3, 4, 5]
+    boot.up += 86400 + 1  # a day later on the clock that does not step: all are too old
+    box.commit("heartbeat", msg("heartbeat"))
+    assert box.pending_seqs() == [6]
+    box.close()
+
+
+def test_reports_of_an_earlier_boot_stamped_by_a_wrong_clock_are_kept(tmp_path: Path) -> None:
+    y2000 = dt.datetime(2000, 1, 1, tzinfo=dt.UTC).timestamp()
+    clock = Clock(y2000)
+    box = Outbox(str(tmp_path), max_bytes=10**6, max_age=86400, clock=clock, boot_clock=BootClock("boot-1"))
+    box.commit("heartbeat", msg("heartbeat"))
+    box.close()
+    clock.t = 1_800_000_000.0
+    box = Outbox(str(tmp_path), max_bytes=10**6, max_age=86400, clock=clock, boot_clock=BootClock("boot-2"))
+    box.commit("heartbeat", msg("heartbeat"))
+    assert box.pending_seqs() == [1, 2]  # its stamp cannot be trusted: kept (the size bound still holds)
+    clock.t += 2 * 86400
+    box.close()
+    box = Outbox(str(tmp_path), max_bytes=10**6, max_age=86400, clock=clock, boot_clock=BootClock("boot-3"))
+    box.commit("heartbeat", msg("heartbeat"))
+    assert box.pending_seqs() == [1, 3]  # seq 2's stamp was sane: two days is too old
+    box.close()

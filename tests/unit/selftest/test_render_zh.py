@@ -204,14 +204,15 @@ def test_english_still_wraps_at_spaces() -> None:
 # -- failures described from their facts, not the driver's English ----------------------
 def test_failing_devices_are_described_in_chinese_from_their_facts(tmp_path: Path) -> None:
     port = free_port()
-    serial, event = tmp_path / "ttyNOPE", tmp_path / "event99"
+    # two absent ports, not one shared: devices polled at once must not meet each other's lock file
+    serial, serial2, event = tmp_path / "ttyNOPE", tmp_path / "ttyNOPE2", tmp_path / "event99"
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'[agent]\nterminal_id = "T"\nstate_dir = "{tmp_path}"\n'
                    f'[[device]]\nname = "prn"\ndriver = "escpos"\nurl = "serial://{serial}"\n'
                    f'[[device]]\nname = "net"\ndriver = "escpos"\nurl = "tcp://127.0.0.1:{port}"\n'
                    f'[[device]]\nname = "kp"\ndriver = "evdev-keypad"\nurl = "evdev://{event}"\n'
                    f'[[device]]\nname = "ups"\ndriver = "nut"\nurl = "nut://127.0.0.1:{port}/ups"\n'
-                   f'[[device]]\nname = "rdr"\ndriver = "card-reader"\nurl = "serial://{serial}"\n',
+                   f'[[device]]\nname = "rdr"\ndriver = "card-reader"\nurl = "serial://{serial2}"\n',
                    encoding="utf-8")
     with DeviceSet(load_config(str(cfg))) as devices:
         results = Runner(devices).status()
@@ -221,7 +222,7 @@ def test_failing_devices_are_described_in_chinese_from_their_facts(tmp_path: Pat
         "net": f"打印机未连接：127.0.0.1:{port} 拒绝连接",
         "kp": f"找不到键盘：{event} 不存在（没插好？）",
         "ups": f"无法连接 upsd：127.0.0.1:{port} 拒绝连接",
-        "rdr": f"找不到读卡器：{serial} 不存在（没插好？）",
+        "rdr": f"找不到读卡器：{serial2} 不存在（没插好？）",
     }
     prn = results["prn"][1]
     assert prn.code == "PRINTER_NOT_CONNECTED" and "does not exist" in prn.message  # JSON keeps English

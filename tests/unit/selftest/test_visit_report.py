@@ -126,7 +126,8 @@ def test_report_format_by_extension() -> None:
     assert report_format("visit.md") == "markdown"
     assert report_format("/tmp/Visit.HTML") == "html"
     assert report_format("v.htm") == "html"
-    with pytest.raises(ValueError, match=r"\.md or \.html"):
+    assert report_format("visit.PDF") == "pdf"
+    with pytest.raises(ValueError, match=r"\.md, \.html or \.pdf"):
         report_format("visit.txt")
 
 
