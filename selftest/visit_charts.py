@@ -92,28 +92,42 @@ def faults_timeline(t: Trends) -> str | None:
     return _frame(26 + len(devices) * row + 24, _("Faults per device"), body, t)
 
 
+#: The plot area of the value charts (paper, battery): its top and its axis, in px.
+PLOT_TOP, PLOT_AXIS = 24, 132
+
+
+def _scale_and_legend(high: str, low: str, names: list[str]) -> list[str]:
+    """The y-axis labels (``high`` at the top, ``low`` at the axis) and one coloured name
+    per series, left of the plot."""
+    out = [f'<text x="{LEFT - 6}" y="{PLOT_TOP + 8}" font-size="10" text-anchor="end" fill="#555">{_e(high)}</text>',
+           f'<text x="{LEFT - 6}" y="{PLOT_AXIS}" font-size="10" text-anchor="end" fill="#555">{_e(low)}</text>']
+    for p, name in enumerate(names):
+        out.append(f'<text x="{LEFT - 6}" y="{PLOT_TOP + 30 + 12 * p}" font-size="10" text-anchor="end" '
+                   f'fill="{_colour(p)}">{_e(name[:18])}</text>')
+    return out
+
+
+def _colour(p: int) -> str:
+    return _LINE_COLOURS[p % len(_LINE_COLOURS)]
+
+
 def paper_per_day(t: Trends) -> str | None:
     """Bars of metres printed each day, one colour per printer."""
     if not t.paper_m:
         return None
-    height, top = 150, 24
-    axis = height - 18
+    top, axis = PLOT_TOP, PLOT_AXIS
     peak = max(max(days.values()) for days in t.paper_m.values()) or 1.0
     day_w = (WIDTH - LEFT - RIGHT) / DAYS
     bar_w = max(1.0, day_w * 0.8 / len(t.paper_m))
-    body = [f'<text x="{LEFT - 6}" y="{top + 10}" font-size="10" text-anchor="end" fill="#555">{peak:.1f} m</text>',
-            f'<text x="{LEFT - 6}" y="{axis}" font-size="10" text-anchor="end" fill="#555">0 m</text>']
-    for p, (name, days) in enumerate(sorted(t.paper_m.items())):
-        colour = _LINE_COLOURS[p % len(_LINE_COLOURS)]
-        body.append(f'<text x="{LEFT - 6}" y="{top + 30 + 12 * p}" font-size="10" text-anchor="end" '
-                    f'fill="{colour}">{_e(name[:18])}</text>')
+    body = _scale_and_legend(f"{peak:.1f} m", "0 m", sorted(t.paper_m))
+    for p, (_name, days) in enumerate(sorted(t.paper_m.items())):
         for day, metres in days.items():
             ts = dt.datetime.fromisoformat(day).timestamp()
             x = _x(t, ts) + p * bar_w
             h = (axis - top) * metres / peak
             body.append(f'<rect x="{x:.1f}" y="{axis - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
-                        f'fill="{colour}"><title>{_e(day)}: {metres:.2f} m</title></rect>')
-    return _frame(height, _("Paper used per day"), body, t)
+                        f'fill="{_colour(p)}"><title>{_e(day)}: {metres:.2f} m</title></rect>')
+    return _frame(PLOT_AXIS + 18, _("Paper used per day"), body, t)
 
 
 def battery_lines(t: Trends) -> str | None:
@@ -121,14 +135,10 @@ def battery_lines(t: Trends) -> str | None:
     voltage in each point's tooltip."""
     if not t.battery:
         return None
-    height, top = 150, 24
-    axis = height - 18
-    body = [f'<text x="{LEFT - 6}" y="{top + 4}" font-size="10" text-anchor="end" fill="#555">100 %</text>',
-            f'<text x="{LEFT - 6}" y="{axis}" font-size="10" text-anchor="end" fill="#555">0 %</text>']
-    for p, (name, points) in enumerate(sorted(t.battery.items())):
-        colour = _LINE_COLOURS[p % len(_LINE_COLOURS)]
-        body.append(f'<text x="{LEFT - 6}" y="{top + 30 + 12 * p}" font-size="10" text-anchor="end" '
-                    f'fill="{colour}">{_e(name[:18])}</text>')
+    top, axis = PLOT_TOP, PLOT_AXIS
+    body = _scale_and_legend("100 %", "0 %", sorted(t.battery))
+    for p, (_name, points) in enumerate(sorted(t.battery.items())):
+        colour = _colour(p)
         xy = [(_x(t, ts), axis - (axis - top) * min(100.0, max(0.0, c)) / 100.0, v)
               for ts, c, v in sorted(points) if c is not None]
         if len(xy) > 1:
@@ -137,7 +147,7 @@ def battery_lines(t: Trends) -> str | None:
         for x, y, volts in xy:
             tip = f"{volts:.1f} V" if volts is not None else ""
             body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{colour}"><title>{tip}</title></circle>')
-    return _frame(height, _("UPS battery charge at each self-test"), body, t)
+    return _frame(PLOT_AXIS + 18, _("UPS battery charge at each self-test"), body, t)
 
 
 def charts(t: Trends) -> list[str]:
