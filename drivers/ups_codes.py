@@ -7,6 +7,16 @@ from posagent.core.catalog import FAIL, OK, UNKNOWN, WARN, Code, code
 from posagent.core.i18n import N_
 
 UPS_CODES: dict[str, Code] = {
+    "BATTERY_AGED": code(
+        WARN,
+        N_("Battery aged: health about {battery_health_pct} % (voltage drop under test {battery_drop_first_v} V at first, {battery_drop_v} V now)"),
+        N_("Battery aged: health about {battery_health_pct} %"),
+        N_("Battery aged: installed {battery_age_years} years ago"),
+        N_("Battery aged"),
+        hint=N_(
+            "The battery tests show the battery wearing out (it holds less and its voltage sags more under load): order a new battery and replace it at the next visit; UPS batteries last about 3-5 years."
+        ),
+    ),
     "UPS_BATTERY_LOW": code(
         FAIL,
         N_("Battery low: {battery_charge_pct} %"),

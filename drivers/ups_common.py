@@ -13,7 +13,8 @@ and graded alike, so a fleet can sort terminals by battery state:
 
 Heartbeat fields (all always present; a value the source did not give is None, never 0):
 on_battery, battery_charge_pct, battery_runtime_s, battery_low, input_voltage_v,
-load_pct, ups_status, model.
+load_pct, ups_status, model, battery_health_pct (the trend of the battery tests,
+``drivers.battery_health``; BATTERY_AGED, warn, when it has fallen).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from posagent.core.base import DriverEnv, Measurements, Result, Status
 from posagent.core.values import HourRange
 
 FIELD_NAMES = ("on_battery", "battery_charge_pct", "battery_runtime_s", "battery_low", "input_voltage_v",
-               "load_pct", "ups_status", "model")
+               "load_pct", "ups_status", "model", "battery_health_pct")
 
 
 
@@ -68,7 +69,8 @@ class UpsReading:
         return {"on_battery": self.on_battery, "battery_charge_pct": self.battery_charge_pct,
                 "battery_runtime_s": self.battery_runtime_s, "battery_low": self.low,
                 "input_voltage_v": self.input_voltage_v, "load_pct": self.load_pct,
-                "ups_status": self.ups_status, "model": self.model}
+                "ups_status": self.ups_status, "model": self.model,
+                "battery_health_pct": None}  # from the battery tests' trend (drivers.battery_health)
 
 
 def empty_fields() -> dict[str, object]:

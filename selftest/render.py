@@ -97,7 +97,7 @@ def render_table(rows: Sequence[tuple[str, str, Result] | tuple[str, str, Result
     total = shutil.get_terminal_size((100, 24)).columns if stream.isatty() else _piped_columns()
     heads = [_("DEVICE"), _("CHECK"), _("RESULT"), _("DETAIL"), _("HINT")]
     full = [(row[0], row[1], row[2], row[3] if len(row) > 3 else None) for row in rows]
-    cells = [[dev, check_word(chk), status_word(r.status), _detail(r, drv),
+    cells = [[dev, check_word(chk), status_word(r.status), _detail(r, drv, chk),
               hint(r.code, drv) if r.status != Status.OK else ""] for dev, chk, r, drv in full]
     fixed = [max([width(heads[i])] + [width(c[i]) for c in cells]) for i in range(3)]
     rest = max(30, total - sum(fixed) - 8)
@@ -118,10 +118,47 @@ def render_table(rows: Sequence[tuple[str, str, Result] | tuple[str, str, Result
             print("  ".join(line).rstrip(), file=stream)
 
 
-def _detail(r: Result, driver: str | None) -> str:
+def _detail(r: Result, driver: str | None, check: str = "") -> str:
     note = repair_note(r)
     message = display_message(r, driver)
-    return f"{message} ({note})" if note else message
+    message = f"{message} ({note})" if note else message
+    forecast = forecast_note(r) if check == "status" else ""
+    return message + _("; ") + forecast if forecast else message
+
+
+def _figure(value: object) -> str | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:g}"
+    return None
+
+
+def forecast_parts(fields: dict[str, Any], skip: frozenset[str] = frozenset()) -> list[str]:
+    """The consumables forecasts among a device's fields as short phrases ("paper ~3.5 days
+    left", "ribbon ~12 days left", "battery health 64 %"); unknown (null) ones are left out.
+    ``skip``: "paper", "battery" (a figure the message already gives)."""
+    parts: list[str] = []
+    paper_days, paper_pct = _figure(fields.get("paper_days_left")), _figure(fields.get("paper_remaining_pct"))
+    if "paper" not in skip:
+        if paper_days is not None:
+            parts.append(_("paper ~{days} days left").format(days=paper_days))
+        elif paper_pct is not None:
+            parts.append(_("paper {pct} % left").format(pct=paper_pct))
+    ribbon_days = _figure(fields.get("ribbon_days_left"))
+    if ribbon_days is not None:
+        parts.append(_("ribbon ~{days} days left").format(days=ribbon_days))
+    health = _figure(fields.get("battery_health_pct"))
+    if health is not None and "battery" not in skip:
+        parts.append(_("battery health {pct} %").format(pct=health))
+    return parts
+
+
+def forecast_note(r: Result) -> str:
+    """The forecasts a device's status carries, for the table's DETAIL; "" when none is
+    known. A figure the message already gives (PAPER_LOW_FORECAST, BATTERY_AGED) is not
+    repeated."""
+    skip = frozenset({"paper"} if r.code == "PAPER_LOW_FORECAST" else {"battery"} if r.code == "BATTERY_AGED"
+                     else set())
+    return _("; ").join(forecast_parts(r.fields, skip))
 
 
 def _piped_columns() -> int:

@@ -6,7 +6,8 @@ Written by ``posagent selftest --report FILE`` (format by extension: .md/.markdo
 which terminal, when, who, the level and overall result, every device's checks with the
 result, code, detail and hint (in the chosen language; codes stay English), and the
 faults that cleared since the last visit (the previous run a person started, from the
-history store). Nothing is fetched from elsewhere: the HTML carries its own style.
+history store), and a line per device with its consumables forecast ("receipt: paper ~3
+days left", "ups: battery health 64 %"). Nothing is fetched from elsewhere: the HTML carries its own style.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from posagent.core.status import worst
 from posagent.core.version import __version__
 from posagent.selftest.hints import hint
 from posagent.selftest.messages import display_message
-from posagent.selftest.render import check_word, status_word, summary_line
+from posagent.selftest.render import check_word, forecast_parts, status_word, summary_line
 from posagent.selftest.runner import CheckRecord, Report
 from posagent.selftest.textwidth import width
 from posagent.selftest.visit_charts import Trends, charts
@@ -82,6 +83,20 @@ def _facts(report: Report) -> list[tuple[str, str]]:
             (_("Agent"), f"posagent {__version__}")]
 
 
+def forecasts(report: Report) -> list[tuple[str, list[str]]]:
+    """(device, ["paper ~3 days left", ...]) for every device with a known forecast; the
+    latest check of the device that carries a figure wins."""
+    out: list[tuple[str, list[str]]] = []
+    for device, checks in _by_device(report):
+        fields: dict[str, Any] = {}
+        for c in checks:
+            fields.update({k: v for k, v in c.result.fields.items() if v is not None})
+        parts = forecast_parts(fields)
+        if parts:
+            out.append((device, parts))
+    return out
+
+
 def _cleared_title(ctx: VisitContext) -> str:
     if ctx.previous_visit:
         return _("Faults cleared since the last visit ({when}, {who})").format(
@@ -119,6 +134,9 @@ def render_markdown(report: Report, ctx: VisitContext) -> str:
         out += ["", "### " + _md(_("{device}: {status}").format(device=device, status=status_word(_worst(checks)))),
                 ""]
         out += _md_table(heads, [_cells(c) for c in checks])
+    out += ["", f"## {_('Consumables forecast')}", ""]
+    out += [f"- **{_md(device)}**: {_md(_('; ').join(parts))}" for device, parts in forecasts(report)] \
+        or [_("None.")]
     out += ["", f"## {_md(_cleared_title(ctx))}", ""]
     note = _cleared_note(ctx)
     out += [note] if note else _md_table([_("Device"), _("Fault"), _("Appeared"), _("Cleared")],
@@ -170,6 +188,10 @@ def render_html(report: Report, ctx: VisitContext) -> str:
             cells[2] = f"<code>{cells[2]}</code>"
             rows.append(cells)
         out += _html_table(heads, rows, raw_cols=(0, 1, 2, 3, 4))
+    out.append(f"<h2>{_h(_('Consumables forecast'))}</h2>")
+    lines = forecasts(report)
+    out += ["<ul>", *[f"<li><b>{_h(d)}</b>: {_h(_('; ').join(p))}</li>" for d, p in lines], "</ul>"] if lines else \
+        [f"<p>{_h(_('None.'))}</p>"]
     out.append(f"<h2>{_h(_cleared_title(ctx))}</h2>")
     note = _cleared_note(ctx)
     out += [f"<p>{_h(note)}</p>"] if note else _html_table(
@@ -197,6 +219,7 @@ def short_lines(report: Report, ctx: VisitContext, columns: int = 32) -> list[st
              _two(_("Date"), report.started_at.strftime("%Y-%m-%d %H:%M"), columns),
              _two(_("Technician"), report.technician or "-", columns),
              _two(_("Result"), status_word(report.status), columns), rule]
+    forecast = dict(forecasts(report))
     for device, checks in _by_device(report):
         lines.append(_two(device, status_word(_worst(checks)), columns))
         codes = []
@@ -204,6 +227,7 @@ def short_lines(report: Report, ctx: VisitContext, columns: int = 32) -> list[st
             if c.result.status != Status.OK and c.result.code not in codes:
                 codes.append(c.result.code)
         lines += [f"  {code}" for code in codes]
+        lines += [f"  {part}" for part in forecast.get(device, [])]
     if ctx.history_ok:
         lines += [rule, _("Fixed since the last visit:")]
         lines += [f"  {f['device']} {f['code']}" for f in ctx.cleared] or ["  " + _("None.")]

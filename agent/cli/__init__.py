@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("posagent.cli.status", "current device status, internal level only"),
     "run": ("posagent.cli.run", "the daemon (what systemd starts)"),
     "heartbeat": ("posagent.cli.heartbeat", "the heartbeat the agent would send now"),
+    "inventory": ("posagent.cli.inventory", "what the terminal is made of: system, devices, ports, USB"),
     "history": ("posagent.cli.history", "past self-test runs, and when faults appeared and cleared"),
     "schedule": ("posagent.cli.schedule", "the next days' self-tests, their level and the quiet windows"),
     "printer": ("posagent.cli.printer", "printer maintenance (ribbon-changed)"),

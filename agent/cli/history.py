@@ -1,4 +1,6 @@
-"""``posagent history``: past self-test runs, per device when each fault appeared and cleared.
+"""``posagent history``: past self-test runs, per device when each fault appeared and cleared,
+and the trend of each device's consumables forecasts (paper, ribbon, battery health) over the
+kept runs.
 
     posagent history [--json] [--since 30d] [--only NAMES] [--sim]
 
@@ -17,9 +19,10 @@ from typing import Any
 
 from posagent.cli.common import UsageError, add_common, load, only_names, setup_language
 from posagent.core.base import Status
-from posagent.core.i18n import _
+from posagent.core.i18n import N_, _
 from posagent.core.values import parse_duration
 from posagent.fleet import history
+from posagent.fleet.trends import forecast_series
 from posagent.selftest.hints import hint
 from posagent.selftest.render import status_word
 from posagent.selftest.textwidth import pad, width
@@ -36,16 +39,21 @@ def run(args: argparse.Namespace) -> int:
     since_ts = _since(args.since)
     only = only_names(args, config)
     state_dir = config.agent.state_dir
-    runs = history.runs(state_dir, since_ts)
+    runs = history.runs(state_dir, since_ts, with_results=True)
     faults = history.faults(state_dir, since_ts)
     counters = history.counters(state_dir)
     if only:
         faults = [f for f in faults if f["device"] in only]
         for r in runs:
             r["checks"] = [c for c in r["checks"] if c["device"] in only]
+    forecasts = forecast_series(runs)
+    for r in runs:  # a run lists its problems; the ok results were read for the forecasts
+        r["checks"] = [c for c in r["checks"] if c["status"] != "ok"]
     if args.json:
         out = {"terminal_id": config.agent.terminal_id, "since": _iso(since_ts) if since_ts else None,
-               "runs": runs, "faults": faults, "counters": counters}
+               "runs": runs, "faults": faults, "counters": counters,
+               "forecasts": {d: {n: [{"at": at, "value": v} for at, v in series] for n, series in figs.items()}
+                             for d, figs in forecasts.items()}}
         json.dump(out, sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
         return 0
@@ -54,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     _print_runs(runs, config.agent.terminal_id, args.since)
     _print_faults(faults)
+    _print_forecasts(forecasts)
     _print_counters(counters)
     return 0
 
@@ -123,3 +132,32 @@ def _print_counters(c: dict[str, Any]) -> None:
             "paper-end events: {paper}; UPS on-battery events: {battery}").format(
         date=short_time(c["since"]) or "-", runs=c["selftests_run"], failures=failures,
         paper=c["paper_end_events"], battery=c["ups_on_battery_events"]))
+
+
+#: How each forecast figure is named in the trend table, and its unit.
+FORECAST_WORDS = {"paper_remaining_pct": (N_("paper left"), "%"), "paper_days_left": (N_("paper days left"), ""),
+                  "ribbon_days_left": (N_("ribbon days left"), ""),
+                  "battery_health_pct": (N_("battery health"), "%")}
+TREND_POINTS = 8  # values shown per trend line (the newest)
+
+
+def trend_text(series: list[tuple[str, float]]) -> str:
+    """'100 -> 81.3 -> 62.5' (oldest first; the newest TREND_POINTS, '...' before them)."""
+    shown = " -> ".join(f"{v:g}" for _at, v in series[-TREND_POINTS:])
+    return ("... -> " if len(series) > TREND_POINTS else "") + shown
+
+
+def _print_forecasts(forecasts: dict[str, dict[str, list[tuple[str, float]]]]) -> None:
+    print()
+    print(_("Forecasts over the kept runs (oldest first)"))
+    if not forecasts:
+        print(_("none"))
+        return
+    rows = []
+    for device, figures in forecasts.items():
+        for name, series in figures.items():
+            word, unit = FORECAST_WORDS[name]
+            rows.append([device, _(word) + (f" ({unit})" if unit else ""), trend_text(series),
+                         _("{count} runs").format(count=len(series)), short_time(series[-1][0])])
+    for line in table([_("DEVICE"), _("FORECAST"), _("TREND"), _("RUNS"), _("LATEST")], rows):
+        print(line)

@@ -306,5 +306,16 @@ class Driver:
         job that could not be delivered); it may be called from any thread. Raises
         DeviceError when the service cannot start. Default: nothing; ``close()`` stops it."""
 
+    #: The identity keys ``inventory`` gives (``posagent.inventory/1``, docs/daemon.md).
+    INVENTORY_KEYS: ClassVar[tuple[str, ...]] = ("maker", "model", "firmware", "serial")
+
+    def inventory(self, last: Result | None) -> dict[str, str | None]:
+        """What the device said about itself (``INVENTORY_KEYS``; None where it did not),
+        from what the driver already knows: never new traffic to the device. ``last``: the
+        device's latest status result, or None. Default: the result's fields of those names."""
+        fields = last.fields if last is not None else {}
+        return {k: v.strip() or None if isinstance(v, str) else None
+                for k in self.INVENTORY_KEYS for v in (fields.get(k),)}
+
     def close(self) -> None:
         """Release whatever the driver holds; must not raise."""

@@ -12,7 +12,8 @@ thread decides and waits; the work happens elsewhere:
 Device status is polled every ``status_poll`` (at most every ``heartbeat_interval``): each
 round feeds the change tracker, so a change becomes an event at once; a heartbeat uses
 the round it ran with, or the latest one when that is fresh. The reporter commits each
-heartbeat, event and self-test report to the outbox and feeds its sinks.
+heartbeat, event and self-test report to the outbox and feeds its sinks; after a status
+round, the inventory when it is due (start, daily, changed: ``posagent.daemon.inventory``).
 The loop pings the systemd watchdog while it is alive and no job is wedged, and handles
 SIGTERM (graceful stop, exit 0) and SIGHUP (reload: ``posagent.daemon.reload`` loads the new
 config and closes the old devices in a thread while the loop goes on, then the services are
@@ -43,6 +44,7 @@ from posagent.core import power
 from posagent.core.base import Result
 from posagent.daemon import interrupted, jobs
 from posagent.daemon.commands import Executor
+from posagent.daemon.inventory import InventoryTracker
 from posagent.daemon.jobs import Job, selftest_bound, status_bound
 from posagent.daemon.reload import Reload
 from posagent.daemon.sdnotify import Notifier
@@ -91,6 +93,7 @@ class Daemon:
         self._reload = Reload(reload, self.notifier)
         self.services: Services | None = None
         self.changes = ChangeTracker(float(config.schedule.event_dedupe))
+        self.inventory = InventoryTracker(config)
         self.heartbeats = 0
         self._stop_requested = False
         self._reload_requested = False
@@ -208,6 +211,7 @@ class Daemon:
         self.config = self.services.config  # the new config (with the old state dir if the new one failed)
         self.changes.reset(float(new.schedule.event_dedupe))
         self.commands.reconfigure(self.config)
+        self.inventory.reconfigure(self.config)
         self._latest = None
         self._plan_selftest()
         # The devices are polled at once; the heartbeat keeps this terminal's phase (a
@@ -333,6 +337,7 @@ class Daemon:
                 committed = self._report_heartbeat(results, system)
             for change in self.changes.observe(results, now):
                 self._report_event(change)
+            self._report_inventory(results)
         elif job.kind == "selftest":
             self._current().reporter.selftest(job.result, job.trigger, job.reason)
             interrupted.end(self.config.agent.state_dir)
@@ -344,6 +349,14 @@ class Daemon:
             self.heartbeats += 1
         power.record_alive(self.config.agent.state_dir, self.clock().timestamp())
         return committed
+
+    def _report_inventory(self, results: DeviceResults) -> None:
+        """``posagent.inventory/1`` at start, daily and on a change (``posagent.daemon.inventory``)."""
+        services = self._current()
+        try:
+            self.inventory.after_round(services.devices, results, services.reporter.inventory)
+        except Exception as e:  # an inventory must never cost the loop
+            log.error("inventory not made: %s: %s", type(e).__name__, e, exc_info=True)
 
     # -- remote commands (posagent.daemon.commands) --------------------------------------
     def _take_command(self) -> None:

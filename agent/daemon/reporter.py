@@ -87,6 +87,13 @@ class Reporter:
         self._commit("selftest", messages.selftest(self.config, report_json(report), trigger, reason, self.state))
         self._record_history(report)
 
+    def inventory(self, finalize: Finalizer, trigger: str) -> bool:
+        """Commit an inventory (``posagent.daemon.inventory`` decides when); False if not saved."""
+        message = self._commit(messages.OUTBOX_KIND["inventory"], finalize)
+        if message is not None:
+            log.info("inventory (%s) committed as seq %s", trigger, message["seq"])
+        return message is not None
+
     def _commit(self, kind: str, finalize: Finalizer) -> dict[str, Any] | None:
         try:
             message: dict[str, Any] = self.outbox.commit(kind, finalize)

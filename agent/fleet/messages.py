@@ -2,8 +2,9 @@
 
 ``posagent.heartbeat/1`` (periodic), ``posagent.event/1`` (a device's status changed),
 ``posagent.selftest/1`` (a finished self-test), ``posagent.command_result/1`` (what became
-of a remote command) and ``posagent.diagnostics/1`` (the bundle a ``diagnostics`` command
-asks for, built by ``fleet/diagnostics.py``). Each builder returns a *finalizer*: the
+of a remote command), ``posagent.diagnostics/1`` (the bundle a ``diagnostics`` command
+asks for, built by ``fleet/diagnostics.py``) and ``posagent.inventory/1`` (what the
+terminal is made of, ``fleet/inventory.py``). Each builder returns a *finalizer*: the
 outbox calls it inside the transaction that allocates ``seq``, so the message carries its
 seq and the outbox figures of that moment. The JSON Schemas are shipped in
 ``posagent.config/schemas`` and every built message is validated against them in the tests.
@@ -37,14 +38,16 @@ EVENT = "posagent.event/1"
 SELFTEST = "posagent.selftest/1"
 COMMAND_RESULT = "posagent.command_result/1"
 DIAGNOSTICS = "posagent.diagnostics/1"
+INVENTORY = "posagent.inventory/1"
 KIND_OF = {HEARTBEAT: "heartbeat", EVENT: "event", SELFTEST: "selftest", COMMAND_RESULT: "command_result",
-           DIAGNOSTICS: "diagnostics"}
+           DIAGNOSTICS: "diagnostics", INVENTORY: "inventory"}
 SCHEMA_FILES = {"heartbeat": "heartbeat.json", "event": "event.json", "selftest": "selftest.json",
                 "status": "status.json", "command_result": "command_result.json",
-                "diagnostics": "diagnostics.json"}
+                "diagnostics": "diagnostics.json", "inventory": "inventory.json"}
 #: The outbox's drop class of the kinds it does not know by name: a command's result and a
-#: diagnostics bundle are dropped, when the outbox is full, like events (before self-tests).
-OUTBOX_KIND = {"command_result": "event", "diagnostics": "event"}
+#: diagnostics bundle are dropped, when the outbox is full, like events (before self-tests);
+#: so is an inventory (the next change or the daily one sends it again).
+OUTBOX_KIND = {"command_result": "event", "diagnostics": "event", "inventory": "event"}
 
 Finalizer = Callable[[int, Stats], dict[str, Any]]
 DeviceResults = Mapping[str, tuple[str, Result]]  # name -> (driver name, result), as Runner.status gives
@@ -212,6 +215,15 @@ def diagnostics(config: Config, jti: str | None, bundle: dict[str, Any], state: 
     """The diagnostics bundle (``fleet/diagnostics.py``) asked for by command ``jti``."""
     body = envelope(DIAGNOSTICS, config, now)
     body.update({"jti": jti, **bundle})
+    return _finalizer(body, state, now)
+
+
+def inventory(config: Config, content: dict[str, Any], trigger: str, state: AgentState | None = None,
+              now: dt.datetime | None = None) -> Finalizer:
+    """What the terminal is made of (``fleet/inventory.py`` ``collect``); ``trigger`` is
+    start | daily | change | cli."""
+    body = envelope(INVENTORY, config, now)
+    body.update({"trigger": trigger, **content})
     return _finalizer(body, state, now)
 
 

@@ -167,6 +167,19 @@ def _device(x: Exposition, lab: Labels, dev: dict[str, Any]) -> None:
           _scaled(dev.get("battery_runtime_s"), 1.0))
     x.add("posagent_host_latency_seconds", "gauge", "TCP connect latency to the host", lab,
           _scaled(dev.get("latency_ms"), 0.001))
+    _forecasts(x, lab, dev)
+
+
+def _forecasts(x: Exposition, lab: Labels, dev: dict[str, Any]) -> None:
+    """The consumables forecasts; a null (unknown) forecast writes no sample."""
+    x.add("posagent_printer_paper_remaining_ratio", "gauge", "share of the paper roll left (forecast), 0-1", lab,
+          _scaled(dev.get("paper_remaining_pct"), 0.01))
+    x.add("posagent_printer_paper_days_left", "gauge", "days until the paper roll ends at the recent usage", lab,
+          _scaled(dev.get("paper_days_left"), 1.0))
+    x.add("posagent_printer_ribbon_days_left", "gauge", "days until the ribbon reaches its rated life at the "
+          "recent usage", lab, _scaled(dev.get("ribbon_days_left"), 1.0))
+    x.add("posagent_ups_battery_health_ratio", "gauge", "UPS battery health from the trend of its battery tests, "
+          "0-1", lab, _scaled(dev.get("battery_health_pct"), 0.01))
 
 
 def _agent(x: Exposition, term: Labels, agent: dict[str, Any]) -> None:

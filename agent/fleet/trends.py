@@ -1,6 +1,9 @@
 """The last 30 days as the visit report charts them (``selftest/visit_charts.py``): fault
 episodes and battery figures from the history store, paper per day from each printer's
-counters. Parts that cannot be read are left empty (the history store logs why)."""
+counters. Parts that cannot be read are left empty (the history store logs why).
+
+``forecast_series``: the consumables forecasts (paper, ribbon, battery health) each kept
+run measured, per device, for ``posagent history``'s trend lines."""
 
 from __future__ import annotations
 
@@ -46,3 +49,24 @@ def load_trends(state_dir: str, printers: list[str], now: float | None = None) -
             if charge is not None or volts is not None:
                 t.battery.setdefault(r["device"], []).append((at, charge, volts))
     return t
+
+
+#: The forecast figures a run's results carry as measurements, in the order shown.
+FORECASTS = ("paper_remaining_pct", "paper_days_left", "ribbon_days_left", "battery_health_pct")
+
+
+def forecast_series(runs: list[dict[str, Any]]) -> dict[str, dict[str, list[tuple[str, float]]]]:
+    """device -> figure -> [(run's started_at, value)], oldest first: one value per run (the
+    last result of the run that measured it); figures never measured are left out."""
+    out: dict[str, dict[str, list[tuple[str, float]]]] = {}
+    for run in runs:
+        seen: dict[tuple[str, str], float] = {}
+        for r in run.get("checks", []):
+            m = r.get("measurements") or {}
+            for name in FORECASTS:
+                value = _num(m.get(name))
+                if value is not None:
+                    seen[(r["device"], name)] = value
+        for (device, name), value in seen.items():
+            out.setdefault(device, {}).setdefault(name, []).append((str(run.get("started_at") or ""), value))
+    return {d: {n: figs[n] for n in FORECASTS if n in figs} for d, figs in sorted(out.items())}

@@ -150,6 +150,17 @@ class EscposDriver(Driver):
         """GS I, asked now (see ``escpos.identity``)."""
         return self._id.read()
 
+    def inventory(self, last: Result | None) -> dict[str, str | None]:
+        """Maker, model and firmware as GS I (or the IEEE 1284 device ID) last told them,
+        remembered in the state file: nothing is asked here. The serial number is not
+        asked: GS I has no standard function for it."""
+        self._state.counters()  # refresh what the state file remembers (a self-test may have asked)
+        ident = self._id.identity
+        if ident is None:
+            return super().inventory(last)
+        return {"maker": ident.maker, "model": ident.model_name or ident.model, "firmware": ident.firmware_text,
+                "serial": None}
+
     def status(self, wait_free: float = 0.0) -> Result:
         t0 = time.perf_counter()
         try:
@@ -217,6 +228,9 @@ class EscposDriver(Driver):
             "paper": st.paper if st else "unknown",
             "cover": st.cover if st else "unknown",
             "ribbon": ribbon,
+            "paper_remaining_pct": None,  # thermal printers: set by _paper_forecast
+            "paper_days_left": None,
+            "ribbon_days_left": self._ribbon_days(counters),
             "model": ident.model if ident else None,
             "firmware": ident.firmware_text if ident else None,
         }
@@ -237,6 +251,15 @@ class EscposDriver(Driver):
                                      ribbon_changed_at=counters.ribbon_changed_at)
         return f
 
+    def _ribbon_days(self, counters: Counters | None) -> float | None:
+        """``ribbon_days_left`` (escpos.forecast): impact printers with a rated ribbon life and
+        usage on record, not as a guest (the POS application's receipts are not counted)."""
+        o = self.options
+        if not o.impact or counters is None or self.share == "guest":
+            return None
+        per_day = forecast.usage_per_day(counters.daily_lines, dt.date.today())
+        return forecast.ribbon_days_left(counters.ribbon_lines, o.ribbon_life_lines, per_day)
+
     def _ribbon(self, counters: Counters | None, m: Measurements) -> str | None:
         if not self.options.impact:
             return None
@@ -247,6 +270,9 @@ class EscposDriver(Driver):
         m["ribbon_lines"] = counters.ribbon_lines
         if pct is not None:
             m["ribbon_used_pct"] = pct
+        days = self._ribbon_days(counters)
+        if days is not None:
+            m["ribbon_days_left"] = days
         return state
 
     # -- self-repair (docs/self-repair.md) -----------------------------------------------

@@ -34,7 +34,7 @@ from posagent.core.statefile import read_json, state_path, write_json
 log = logging.getLogger("posagent.drivers.escpos")
 
 SCHEMA = 1
-DAYS_KEPT = 30  # days of daily paper usage kept for the forecast
+DAYS_KEPT = 30  # days of daily paper (and line) usage kept for the forecast
 _ID_STRING_MAX = 80
 _WRITE_ERRORS: dict[str, str] = {}  # state file -> the last error logged: each is logged once per process
 
@@ -51,6 +51,8 @@ class Counters:
     #: paper printed per local day ("2026-12-05" -> mm), the last DAYS_KEPT days: the usage
     #: the forecast of the roll's end is made from (escpos.forecast)
     daily_mm: dict[str, float] = field(default_factory=dict)
+    #: lines printed per local day, the last DAYS_KEPT days: the ribbon's forecast (impact printers)
+    daily_lines: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, raw: Any) -> Counters:
@@ -190,8 +192,10 @@ class CounterStore:
             c.paper_mm = round(c.paper_mm + mm, 1)
             today = dt.date.today().isoformat()
             c.daily_mm[today] = round(c.daily_mm.get(today, 0.0) + mm, 1)
-            for day in sorted(c.daily_mm)[:-DAYS_KEPT]:
-                del c.daily_mm[day]
+            c.daily_lines[today] = c.daily_lines.get(today, 0.0) + lines
+            for daily in (c.daily_mm, c.daily_lines):
+                for day in sorted(daily)[:-DAYS_KEPT]:
+                    del daily[day]
             return True
 
         return self.update(change)

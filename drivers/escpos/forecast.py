@@ -13,6 +13,11 @@ trade changes with the season), says how many days that is.
 - The near-end sensor calibrates: while it is on, the roll is near its end whatever the
   count says (at most NEAR_END_PCT left).
 - Without a roll length or without usage, the figures are None (null), never 0.
+
+Ribbon (impact printers) the same way: the ribbon's rated life in lines
+(``ribbon_life_lines``) less the lines printed since the last ribbon change, at the
+weighted lines per day (``daily_lines``), gives ``ribbon_days_left``; None without a rated
+life or without usage on record.
 """
 
 from __future__ import annotations
@@ -42,8 +47,9 @@ def remaining_pct(used_mm: float, roll_mm: float, near_end: bool) -> float:
 
 
 def usage_per_day(daily_mm: dict[str, float], today: dt.date) -> float | None:
-    """Paper used per day (mm), weighted to recent days, from the first day on record up to
-    today (days without printing count as 0). None without any record."""
+    """Paper used per day (mm; or lines, for the ribbon), weighted to recent days, from the
+    first day on record up to today (days without printing count as 0). None without any
+    record."""
     days = sorted(d for d in daily_mm if d <= today.isoformat())
     if not days:
         return None
@@ -66,3 +72,11 @@ def days_left(left_pct: float, roll_mm: float, per_day_mm: float | None) -> floa
     if per_day_mm is None or per_day_mm <= 0:
         return None
     return round(left_pct / 100.0 * roll_mm / per_day_mm, 1)
+
+
+def ribbon_days_left(ribbon_lines: int, life_lines: int, per_day_lines: float | None) -> float | None:
+    """Days until the ribbon reaches its rated life at the usage per day; None when the
+    life or the usage is unknown (0 only when the ribbon is already past its life)."""
+    if life_lines <= 0 or per_day_lines is None or per_day_lines <= 0:
+        return None
+    return round(max(0, life_lines - ribbon_lines) / per_day_lines, 1)

@@ -15,7 +15,9 @@ locks, asks and closes, like the printer's guest mode.
 Checks: ``status`` (internal); ``battery_test`` (external, only with ``battery_test =
 true``): the Megatec ``T`` 10-second battery test, run only outside business hours
 ([schedule], or the device's ``business_hours`` option) and blackout dates, and never
-when the battery is already low or on battery.
+when the battery is already low or on battery. Each test's voltage before and lowest under
+test are kept in the state dir (``battery_health``); their trend gives
+``battery_health_pct`` and BATTERY_AGED (warn) when the drop under test has grown.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from posagent.core.base import Check, CheckContext, Driver, Level, Result
+from posagent.core.base import Check, CheckContext, Driver, Level, Measurements, Result
 from posagent.core.errors import DeviceError, DeviceIOError, DeviceTimeout, ProtocolError
 from posagent.core.values import Duration, HourRange
+from posagent.drivers import battery_health as bh
 from posagent.drivers.megatec import proto as mp
 from posagent.drivers.megatec.codes import CODES
 from posagent.drivers.megatec.memo import SilenceMemo, memo_path
@@ -58,8 +61,11 @@ class MegatecOptions:
     ignore_shutdown_bit: bool = False  # bit 1 stuck at 1 (NUT's ignoresab)
     battery_test: bool = False  # offer the external 10-second battery test
     business_hours: HourRange | None = None  # overrides [schedule] business_hours for this UPS
+    battery_aged_pct: float = 70.0  # BATTERY_AGED below this battery_health_pct (0 = never)
 
     def __post_init__(self) -> None:
+        if not 0 <= self.battery_aged_pct <= 100:
+            raise ValueError("battery_aged_pct must be between 0 and 100")
         if self.battery_voltage_low and self.battery_voltage_high \
                 and self.battery_voltage_low >= self.battery_voltage_high:
             raise ValueError("battery_voltage_low must be below battery_voltage_high")
@@ -91,6 +97,7 @@ class MegatecDriver(Driver):
         self._identity: mp.Identity | None = None
         self._asked_info = False
         self._memo = SilenceMemo(memo_path(env.state_dir, device.name)) if env.state_dir else None
+        self._battery_log = bh.BatteryLog(bh.log_path(env.state_dir, device.name)) if env.state_dir else None
 
     def _forget_connection(self) -> None:
         self._asked_info = False  # F and I are asked again on the next port opened
@@ -213,7 +220,25 @@ class MegatecDriver(Driver):
         with self._link.lock:  # Q1 and the once-per-port F and I belong together
             q = self._q1()
             self._info()
-            return grade(self.reading(q), overload_pct=self.options.overload_pct)
+            return bh.apply(grade(self.reading(q), overload_pct=self.options.overload_pct), self._health())
+
+    def _health(self, tests: list[bh.BatteryTest] | None = None) -> bh.Health:
+        """The battery's health from the kept tests (none kept: unknown)."""
+        if tests is None:
+            tests = self._battery_log.tests() if self._battery_log is not None else []
+        return bh.assess(tests, aged_pct=self.options.battery_aged_pct)
+
+    def _keep_test(self, test: bh.BatteryTest) -> list[bh.BatteryTest] | None:
+        log_ = self._battery_log
+        if log_ is None:
+            return None
+        try:
+            return log_.add(test)
+        except OSError as e:
+            if _WRITE_ERRORS.get(log_.path) != str(e):
+                _WRITE_ERRORS[log_.path] = str(e)
+                log.warning("UPS %s: cannot update %s: %s (logged once)", self.device.name, log_.path, e)
+            return None
 
     # -- self-test ---------------------------------------------------------------
     def checks(self) -> list[Check]:
@@ -232,7 +257,7 @@ class MegatecDriver(Driver):
         with self._link.lock:
             before = self.status()
             # Never on a low battery, on battery, or a UPS in trouble: the result says why.
-            if before.code not in ("UPS_OK", "UPS_REPLACE_BATTERY"):
+            if before.code not in ("UPS_OK", "UPS_REPLACE_BATTERY", "BATTERY_AGED"):
                 return before.with_message("battery test not run: " + before.message)
             return self._run_test(ctx, before)
 
@@ -266,8 +291,15 @@ class MegatecDriver(Driver):
             # Pace the polls: a read with a deadline, not a sleep.
             self._link.exchange(lambda s: s.read_available(_POLL_GAP))
             q = self._q1()
-        m = {"test_duration_s": round(time.monotonic() - t0, 1), "battery_voltage_before_v": v_before,
-             "battery_voltage_min_v": v_min}
+        m: Measurements = {"test_duration_s": round(time.monotonic() - t0, 1),
+                                      "battery_voltage_before_v": v_before, "battery_voltage_min_v": v_min}
+        tests: list[bh.BatteryTest] | None = None
+        if seen_test and isinstance(v_before, float) and v_min is not None:
+            m["battery_drop_test_v"] = round(v_before - v_min, 3)
+            load = before.measurements.get("load_pct")
+            tests = self._keep_test(bh.BatteryTest(time.time(), drop_v=round(v_before - v_min, 3),
+                                                   voltage_before_v=v_before, voltage_min_v=v_min,
+                                                   load_pct=float(load) if isinstance(load, int | float) else None))
         if weak:
             return Result.fail("UPS_TEST_FAILED", "battery went low during the 10-second test: the battery is "
                                "worn out", measurements=m, fields=before.fields)
@@ -275,8 +307,9 @@ class MegatecDriver(Driver):
             return Result.unknown("UPS_TEST_NOT_CONFIRMED", "the UPS accepted T but never reported a test "
                                   "in progress", measurements=m, fields=before.fields)
         drop = f" (battery {v_before:g} V -> {v_min:g} V)" if isinstance(v_before, float) and v_min else ""
-        return Result.ok("UPS_TEST_PASSED", f"10-second battery test passed{drop}", measurements=m,
-                         fields=before.fields)
+        passed = Result.ok("UPS_TEST_PASSED", f"10-second battery test passed{drop}", measurements=m,
+                           fields=before.fields)
+        return bh.apply(passed, self._health(tests))
 
     def _send(self, command: str, *, flush: bool) -> None:
         """A command without a reply of its own (T starts the test, CT cancels it): sent

@@ -17,6 +17,8 @@ Knobs (besides latency_ms, no_answer, garbage, drop_after_bytes):
     identity       answer I (else echo it)
     test_seconds   length of the T test
     weak_battery   the battery collapses during a test (bit 6 while testing)
+    drop_growth_v  an ageing battery: the voltage drop under test grows by this much with
+                   every test started (the first test drops the usual ~0.5 V)
     no_test        the unit has no battery test: T is echoed back
 """
 
@@ -49,6 +51,7 @@ class MegatecSim(ByteSimulator):
         "test_seconds": KnobSpec(float, 10.0, help="length of the T battery test"),
         "weak_battery": KnobSpec(bool, False, help="battery goes low during a test"),
         "no_test": KnobSpec(bool, False, help="no battery test: echo T like units without one"),
+        "drop_growth_v": KnobSpec(float, 0.0, help="extra voltage drop under test per test started (ageing)"),
     }
 
     def __init__(self, **knobs: Any) -> None:
@@ -73,7 +76,10 @@ class MegatecSim(ByteSimulator):
 
     def pack_voltage(self) -> float:
         low, high = NOMINAL_V * 104.0 / 120.0, NOMINAL_V * 130.0 / 120.0
-        return low + (high - low) * self.charge_pct() / 100.0
+        volts = low + (high - low) * self.charge_pct() / 100.0
+        if self.testing() and self.tests_started > 1:
+            volts -= float(self.k["drop_growth_v"]) * (self.tests_started - 1)
+        return max(0.0, volts)
 
     def bits(self) -> str:
         weak_test = self.testing() and self.k["weak_battery"]

@@ -19,20 +19,29 @@ and (option ``login``) LOGIN, which needs an ``upsmon secondary`` line in upsd.u
 
 External check ``battery_test`` (option, off by default): ``INSTCMD <ups>
 test.battery.start.quick`` outside business hours and blackout dates, never on a low battery.
+Each test keeps ``battery.runtime``, ``ups.load`` and ``battery.charge`` in the state dir
+(``battery_health``); their trend, and the battery's age from ``battery.date`` (else
+``battery.mfr.date``), give ``battery_health_pct`` and BATTERY_AGED (warn).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from posagent.core.base import Check, CheckContext, Driver, Level, Measurements, Result
 from posagent.core.errors import DeviceError
+from posagent.core.logonce import warn_once
 from posagent.core.values import Duration, HourRange
+from posagent.drivers import battery_health as bh
 from posagent.drivers.nut.client import NutError, UpsdClient, quote, split_words
 from posagent.drivers.nut.codes import CODES
 from posagent.drivers.ups_common import UpsReading, grade, parse_number, quiet_reason
+
+log = logging.getLogger(__name__)
 
 __all__ = ["NutDriver", "NutError", "NutOptions", "UpsdClient", "quote", "reading_from_vars", "split_words"]
 
@@ -47,8 +56,12 @@ class NutOptions:
     battery_test: bool = False
     business_hours: HourRange | None = None  # overrides [schedule] business_hours for this UPS
     test_command: str = "test.battery.start.quick"
+    battery_aged_pct: float = 70.0  # BATTERY_AGED below this battery_health_pct (0 = never)
+    battery_life_years: float = 4.0  # BATTERY_AGED when battery.date is older (0 = never); 3-5 years is usual
 
     def __post_init__(self) -> None:
+        if not 0 <= self.battery_aged_pct <= 100 or not 0 <= self.battery_life_years <= 50:
+            raise ValueError("battery_aged_pct must be 0-100 and battery_life_years 0-50")
         if not 0 < self.timeout <= 60:
             raise ValueError("timeout must be between 0 and 60 s")
         if not self.test_command or " " in self.test_command:
@@ -133,14 +146,30 @@ class NutDriver(Driver):
         return DeviceError(f"{client.where} has no UPS named '{self.ups}' (ERR UNKNOWN-UPS; it has: {names})",
                            code="UPS_UNKNOWN_NAME", measurements=facts)
 
-    def status(self) -> Result:
+    def _battery_log(self) -> bh.BatteryLog | None:
+        return bh.BatteryLog(bh.log_path(self.env.state_dir, self.device.name)) if self.env.state_dir else None
+
+    def _health(self, variables: dict[str, str], tests: list[bh.BatteryTest] | None = None) -> bh.Health:
+        """The health from the kept tests and the battery's date (installed, else made)."""
+        if tests is None:
+            log_ = self._battery_log()
+            tests = log_.tests() if log_ is not None else []
+        installed = bh.parse_date(variables.get("battery.date")) or bh.parse_date(variables.get("battery.mfr.date"))
+        return bh.assess(tests, aged_pct=self.options.battery_aged_pct, installed=installed,
+                         life_years=self.options.battery_life_years)
+
+    def _status_vars(self) -> tuple[Result, dict[str, str]]:
         client = self._connect(login=True)
         try:
             variables = self._vars(client)
             client.logout()
         finally:
             client.close()
-        return grade(reading_from_vars(variables), overload_pct=self.options.overload_pct)
+        graded = grade(reading_from_vars(variables), overload_pct=self.options.overload_pct)
+        return bh.apply(graded, self._health(variables)), variables
+
+    def status(self) -> Result:
+        return self._status_vars()[0]
 
     def checks(self) -> list[Check]:
         out = [Check("status", Level.INTERNAL, lambda ctx: self.status(), "UPS status from upsd")]
@@ -156,8 +185,8 @@ class NutDriver(Driver):
         if refusal:
             return Result.ok("UPS_TEST_SKIPPED", f"battery test not run: {refusal}",
                              measurements={"reason": quiet_reason(self.env, opts.business_hours, now)})
-        before = self.status()
-        if before.code not in ("UPS_OK", "UPS_REPLACE_BATTERY"):
+        before, variables = self._status_vars()
+        if before.code not in ("UPS_OK", "UPS_REPLACE_BATTERY", "BATTERY_AGED"):
             return before.with_message("battery test not run: " + before.message)
         if not self.device.url or not self.device.url.username:
             return Result.unknown("UPS_ACCESS_DENIED", "battery test needs a user with 'instcmds' in upsd.users: "
@@ -178,6 +207,26 @@ class NutDriver(Driver):
             client.logout()
         finally:
             client.close()
-        return Result.ok("UPS_TEST_STARTED", f"upsd accepted {opts.test_command} ({reply}); the UPS reports the "
-                         "outcome in ups.test.result and flags a worn battery with RB at the next status",
-                         measurements=before.measurements, fields=before.fields)
+        started = Result.ok("UPS_TEST_STARTED", f"upsd accepted {opts.test_command} ({reply}); the UPS reports "
+                            "the outcome in ups.test.result and flags a worn battery with RB at the next status",
+                            measurements=before.measurements, fields=before.fields)
+        return bh.apply(started, self._health(variables, self._keep_test(variables)))
+
+    def _keep_test(self, variables: dict[str, str]) -> list[bh.BatteryTest] | None:
+        """The figures upsd gave at the test (runtime, load, charge), kept for the trend."""
+        log_ = self._battery_log()
+        if log_ is None:
+            return None
+
+        def num(name: str) -> float | None:
+            value = parse_number(variables.get(name))
+            return float(value) if value is not None else None
+
+        test = bh.BatteryTest(time.time(), runtime_s=num("battery.runtime"), load_pct=num("ups.load"),
+                              charge_pct=num("battery.charge"))
+        try:
+            return log_.add(test)
+        except OSError as e:
+            warn_once(log, f"battery-log:{log_.path}", "UPS %s: cannot update %s: %s (logged once)",
+                      self.device.name, log_.path, e)
+            return None

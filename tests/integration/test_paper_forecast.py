@@ -63,3 +63,31 @@ def test_a_guest_has_no_forecast(sim: SimHandle, write_config: Callable[..., Pat
                        + printer(sim.url, roll_m=2.0).replace('share = "owner"', 'share = "guest"'))
     st = receipt_status(cfg)
     assert st["paper_remaining_pct"] is None and st["paper_days_left"] is None
+
+
+def test_ribbon_days_left_from_the_lines_printed(sim: SimHandle, write_config: Callable[..., Path],
+                                                 tmp_path: Path) -> None:
+    """An impact printer: N lines printed today, a ribbon rated for 1000 lines -> the ribbon
+    lasts (1000 - N) / N days at today's usage (the only day on record)."""
+    cfg = write_config(f'[agent]\nstate_dir = "{tmp_path / "state"}"\n'
+                       f'[[device]]\nname = "receipt"\ndriver = "escpos"\nurl = "{sim.url}"\nshare = "owner"\n'
+                       '[device.options]\nimpact = true\nribbon_life_lines = 1000\n')
+    before = receipt_status(cfg)
+    assert before["ribbon"] == "ok" and before["ribbon_days_left"] is None  # no usage yet: unknown, not 0
+    assert before["paper_remaining_pct"] is None  # an impact printer's paper is not forecast
+    slips = 2
+    for _ in range(slips):
+        assert run_cli("selftest", "--config", str(cfg), "--only", "receipt").returncode == 0
+    st = receipt_status(cfg)
+    lines = st["counters"]["ribbon_lines"]
+    assert lines == len(sim.sim.printed_lines) + slips * (1 + 4)  # the text lines, the cut line and the feed
+    assert st["ribbon_days_left"] == round((1000 - lines) / lines, 1)
+    assert st["measurements"]["ribbon_days_left"] == st["ribbon_days_left"]
+
+
+def test_a_thermal_printer_has_no_ribbon_forecast(sim: SimHandle, write_config: Callable[..., Path],
+                                                  tmp_path: Path) -> None:
+    cfg = write_config(f'[agent]\nstate_dir = "{tmp_path / "state"}"\n' + printer(sim.url, roll_m=2.0))
+    run_cli("selftest", "--config", str(cfg), "--only", "receipt")
+    st = receipt_status(cfg)
+    assert st["ribbon_days_left"] is None and "ribbon_days_left" not in st["measurements"]

@@ -42,7 +42,8 @@ def test_absent_values_are_none_never_zero() -> None:
     r = grade(UpsReading(tokens=["OL"]))
     assert r.fields == {"on_battery": False, "battery_charge_pct": None, "battery_runtime_s": None,
                         "battery_low": False, "input_voltage_v": None, "load_pct": None,
-                        "ups_status": "OL", "model": None}
+                        "ups_status": "OL", "model": None,
+                        "battery_health_pct": None}
     assert r.measurements == {}
 
 

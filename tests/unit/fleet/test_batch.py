@@ -59,7 +59,7 @@ def batch_validator() -> Draft202012Validator:
     folder = resources.files("posagent.config").joinpath("schemas")
     schemas = [json.loads(folder.joinpath(n).read_text("utf-8"))
                for n in ("heartbeat.json", "event.json", "selftest.json", "command_result.json",
-                         "diagnostics.json", "batch.json")]
+                         "diagnostics.json", "inventory.json", "batch.json")]
     registry: Registry = Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in schemas)
     Draft202012Validator.check_schema(schemas[-1])
     return Draft202012Validator(schemas[-1], registry=registry, format_checker=FormatChecker())

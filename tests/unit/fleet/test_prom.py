@@ -195,3 +195,26 @@ def test_bytes_are_whole_and_scaled_figures_carry_no_float_noise() -> None:
     assert lines["posagent_system_disk_free_bytes"] == str(round(80923.1 * 2**20))
     assert lines["posagent_system_memory_available_bytes"].isdigit()
     assert lines["posagent_host_latency_seconds"] == "7e-05"
+
+
+def test_forecasts_are_gauges_only_when_known() -> None:
+    hb = heartbeat()
+    hb["devices"]["receipt"].update(paper_remaining_pct=42.5, paper_days_left=3.2, ribbon_days_left=None)
+    hb["devices"]["slip"] = {"driver": "escpos", "status": "ok", "code": "PRINTER_OK", "message": "ready",
+                             "ribbon": "ok", "paper_remaining_pct": None, "paper_days_left": None,
+                             "ribbon_days_left": 12.5}
+    hb["devices"]["ups"]["battery_health_pct"] = 64.3
+    hb["devices"]["dead-ups"]["battery_health_pct"] = None
+    fams = parse(render(hb))
+    t = {"terminal_id": "SH-0042"}
+    receipt, slip = {**t, "device": "receipt", "driver": "escpos"}, {**t, "device": "slip", "driver": "escpos"}
+    assert value(fams, "posagent_printer_paper_remaining_ratio", **receipt) == pytest.approx(0.425)
+    assert value(fams, "posagent_printer_paper_days_left", **receipt) == pytest.approx(3.2)
+    assert value(fams, "posagent_printer_ribbon_days_left", **slip) == pytest.approx(12.5)
+    assert value(fams, "posagent_ups_battery_health_ratio", **t, device="ups", driver="megatec") == \
+        pytest.approx(0.643)
+    # null: no sample at all, never a 0
+    assert len(fams["posagent_printer_paper_remaining_ratio"][2]) == 1
+    assert len(fams["posagent_printer_ribbon_days_left"][2]) == 1
+    assert len(fams["posagent_ups_battery_health_ratio"][2]) == 1
+    assert "posagent_printer_ribbon_days_left" not in parse(render(heartbeat()))

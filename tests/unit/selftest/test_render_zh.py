@@ -296,3 +296,26 @@ def test_a_number_keeps_its_unit_and_a_pipe_takes_columns(monkeypatch: pytest.Mo
     assert _piped_columns() == 200
     monkeypatch.setenv("COLUMNS", "junk")
     assert _piped_columns() == 120
+
+
+def test_forecasts_are_a_note_in_detail_within_the_width() -> None:
+    rows = [("receipt", "status", Result.ok("PRINTER_OK", "ready: paper ok, cover closed",
+                                            fields={"paper_remaining_pct": 42.5, "paper_days_left": 3.2})),
+            ("slip", "status", Result.ok("PRINTER_OK", "ready: paper ok, cover closed",
+                                         fields={"ribbon_days_left": 12.5, "paper_remaining_pct": None})),
+            ("ups", "status", Result.ok("UPS_OK", "on mains (OL)", fields={"battery_health_pct": 64.3,
+                                                                          "on_battery": False})),
+            ("ups2", "status", Result.ok("UPS_OK", "on mains (OL)", fields={"battery_health_pct": None})),
+            ("ups", "battery_test", Result.ok("UPS_TEST_PASSED", "10-second battery test passed",
+                                              fields={"battery_health_pct": 64.3}))]
+    lines = render(rows)
+    text = "".join(cells("".join(lines))).replace("\0", "").replace(" ", "")
+    assert "纸张约还够3.2天" in text and "色带约还够12.5天" in text and "电池健康度64.3%" in text
+    assert text.count("电池健康度") == 1  # on the status row only
+    assert all(len(cells(line)) <= 120 for line in lines)
+    set_language("en")
+    out = io.StringIO()
+    render_table(rows, out, "Status")
+    table = " ".join(out.getvalue().split())  # wrapped DETAIL lines joined (OK rows have no hint)
+    assert "paper ~3.2 days left" in table and "battery health 64.3 %" in table
+    assert "ups2" in table and table.count("battery health") == 1  # null: nothing shown, never 0

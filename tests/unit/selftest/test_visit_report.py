@@ -169,3 +169,34 @@ def test_without_a_history_the_report_says_so() -> None:
     md = render_markdown(make_report(), ctx)
     assert "could not be written" in md
     assert "Fixed since the last visit:" not in "\n".join(short_lines(make_report(), ctx))
+
+
+def _forecast_report() -> Report:
+    return make_report(results=[
+        ("receipt", "status", Result.ok("PRINTER_OK", "ready", fields={"paper_remaining_pct": 42.5,
+                                                                      "paper_days_left": 3.2,
+                                                                      "ribbon_days_left": None})),
+        ("slip", "status", Result.ok("PRINTER_OK", "ready", fields={"ribbon_days_left": 12.5,
+                                                                   "paper_remaining_pct": None})),
+        ("ups", "status", Result.ok("UPS_OK", "on mains", fields={"battery_health_pct": 64.3})),
+        ("ups2", "status", Result.ok("UPS_OK", "on mains", fields={"battery_health_pct": None})),
+    ])
+
+
+def test_every_format_has_a_forecast_line_per_device() -> None:
+    report = _forecast_report()
+    md = render_markdown(report, CTX)
+    assert "## Consumables forecast" in md
+    assert "- **receipt**: paper ~3.2 days left" in md and "- **slip**: ribbon ~12.5 days left" in md
+    assert "- **ups**: battery health 64.3 %" in md and "**ups2**" not in md.split("## Consumables")[1]
+    assert "<li><b>receipt</b>: paper ~3.2 days left</li>" in render_html(report, CTX)
+    receipt = short_lines(report, CTX)
+    assert "  paper ~3.2 days left" in receipt and "  battery health 64.3 %" in receipt
+    assert all(width(line) <= 32 for line in receipt)
+    set_language("zh-CN")
+    assert "- **receipt**: 纸张约还够 3.2 天" in render_markdown(report, CTX)
+
+
+def test_no_forecast_says_none() -> None:
+    md = render_markdown(make_report(), CTX)
+    assert md.split("## Consumables forecast")[1].lstrip().startswith("None.")
