@@ -30,6 +30,7 @@ VOLATILE_SUFFIXES = ("_ms", "_mb")
 VOLATILE_TEXT = ((re.compile(r"(127\.0\.0\.1|localhost):\d+"), "LOOPBACK:PORT"),
                  (re.compile(r"memory \d+ % used"), "memory #.# % used"),  # this machine's, when whole
                  (re.compile(r"disk \d+ % free"), "disk #.# % free"),
+                 (re.compile(r"(?<![\d.])\d+ ms\b"), "#.# ms"),  # a latency that came out whole
                  (re.compile(r"(?<![\d.])\d+\.\d+(?![\d.])"), "#.#"))
 COMMANDS = {
     "selftest": ["selftest", "--sim", "--json"],
