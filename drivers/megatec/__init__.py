@@ -222,6 +222,15 @@ class MegatecDriver(Driver):
             self._info()
             return bh.apply(grade(self.reading(q), overload_pct=self.options.overload_pct), self._health())
 
+    def inventory(self, last: Result | None) -> dict[str, str | None]:
+        """What the UPS said to ``I`` (company, model, version) when the port was opened:
+        no new request. Megatec has no serial number command."""
+        ident = self._identity
+        if ident is None:
+            return super().inventory(last)
+        return {"maker": ident.company or None, "model": ident.model or None,
+                "firmware": ident.version or None, "serial": None}
+
     def _health(self, tests: list[bh.BatteryTest] | None = None) -> bh.Health:
         """The battery's health from the kept tests (none kept: unknown)."""
         if tests is None:

@@ -87,6 +87,15 @@ def reading_from_vars(v: dict[str, str]) -> UpsReading:
                       model=model, alarm=v.get("ups.alarm") or None, measurements=extra)
 
 
+def identity_from_vars(v: dict[str, str]) -> dict[str, str | None]:
+    """maker/model/firmware/serial from upsd's variables (NUT's ups.* names, else device.*)."""
+    def pick(*names: str) -> str | None:
+        return next((v[n].strip()[:80] for n in names if (v.get(n) or "").strip()), None)
+
+    return {"maker": pick("ups.mfr", "device.mfr"), "model": pick("ups.model", "device.model"),
+            "firmware": pick("ups.firmware", "ups.firmware.aux"), "serial": pick("ups.serial", "device.serial")}
+
+
 class NutDriver(Driver):
     name = "nut"
     family = "ups"
@@ -166,10 +175,17 @@ class NutDriver(Driver):
         finally:
             client.close()
         graded = grade(reading_from_vars(variables), overload_pct=self.options.overload_pct)
+        self._ident = identity_from_vars(variables)
         return bh.apply(graded, self._health(variables)), variables
 
     def status(self) -> Result:
         return self._status_vars()[0]
+
+    def inventory(self, last: Result | None) -> dict[str, str | None]:
+        """What upsd said of the UPS at the last status read (ups.mfr, ups.model,
+        ups.firmware, ups.serial, or their device.* names): no new request."""
+        known: dict[str, str | None] | None = getattr(self, "_ident", None)  # set by the first status read
+        return dict(known) if known else super().inventory(last)
 
     def checks(self) -> list[Check]:
         out = [Check("status", Level.INTERNAL, lambda ctx: self.status(), "UPS status from upsd")]

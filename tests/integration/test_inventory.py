@@ -47,7 +47,8 @@ def test_sim_json_validates_and_names_the_simulators(tmp_path: Path) -> None:
     assert out["trigger"] == "cli" and out["seq"] >= 1
     devices = out["devices"]
     assert devices["receipt"]["model"] and devices["receipt"]["firmware"], devices["receipt"]
-    assert devices["ups"]["model"], devices["ups"]  # Megatec I: company and model
+    ups = devices["ups"]  # Megatec I: company, model and version, as said when the port was opened
+    assert ups["maker"] and ups["model"] and ups["firmware"] and ups["serial"] is None, ups
     assert devices["keypad"]["model"] == "POSAGENT Sim Keypad"
     assert out["system"]["python"] and out["system"]["posagent"] == out["agent_version"]
     assert out["digest"] and len(out["digest"]) == 64

@@ -147,3 +147,14 @@ def test_battery_test_without_business_hours_is_skipped(build_driver: DriverBuil
     check = next(c for c in drv.checks() if c.name == "battery_test")
     r = check.run(CheckContext(deadline=10**9, level=Level.EXTERNAL))
     assert r.code == "UPS_TEST_SKIPPED" and "no business hours" in r.message
+
+
+def test_nut_identity_for_the_inventory_comes_from_upsds_variables() -> None:
+    from posagent.drivers.nut import identity_from_vars
+
+    v = {"ups.mfr": " APC ", "ups.model": "Back-UPS ES 700", "ups.firmware": "871.O4 .I",
+         "device.serial": "3B1234X56789", "ups.status": "OL"}
+    assert identity_from_vars(v) == {"maker": "APC", "model": "Back-UPS ES 700", "firmware": "871.O4 .I",
+                                     "serial": "3B1234X56789"}
+    assert identity_from_vars({"ups.status": "OL", "ups.mfr": "  "}) == dict.fromkeys(
+        ("maker", "model", "firmware", "serial"))
