@@ -147,7 +147,7 @@ class NutDriver(Driver):
         facts: dict[str, Any] = {**client.facts, "ups": self.ups, "nut_error": "UNKNOWN-UPS"}
         try:
             known = sorted(client.list_ups())
-            names = ", ".join(known) or "none"
+            names = client.scrub(", ".join(known)) or "none"
             if known:
                 facts["ups_names"] = names
         except DeviceError:

@@ -80,6 +80,7 @@ class UpsdClient:
 
     def __init__(self, host: str, port: int, timeout: float) -> None:
         self.host, self.port, self.timeout = host, port, timeout
+        self._secrets: list[str] = []  # what the agent told upsd that no message may repeat
         self.where = f"upsd at {host}:{port}"
         self.facts: dict[str, Any] = {"host": host, "port": port}
         self._sock: socket.socket | None = None
@@ -159,14 +160,22 @@ class UpsdClient:
                 "CMD-NOT-SUPPORTED": "UPS_TEST_NOT_SUPPORTED"}.get(token, "UPS_PROTOCOL_ERROR")
         if token in _AUTH:
             code = "UPS_ACCESS_DENIED"
-        return NutError(token, f"{self.where} answered {reply.strip()} to {what}", code, self.facts)
+        return NutError(token, f"{self.where} answered {self.scrub(reply.strip())} to {what}", code, self.facts)
+
+    def scrub(self, text: str) -> str:
+        """``text`` quoted from upsd with anything the agent sent it (the password) masked:
+        a hostile or broken upsd that echoes it must not put it into a log or a report."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     # -- commands ----------------------------------------------------------------
     def list(self, query: str) -> list[list[str]]:
         """``LIST <query>``: the words of each line between BEGIN and END."""
         reply = self.command(f"LIST {query}", f"LIST {query}")
         if reply != f"BEGIN LIST {query}":
-            raise DeviceError(f"{self.where} answered {reply!r} to LIST {query}", code="UPS_PROTOCOL_ERROR")
+            raise DeviceError(f"{self.where} answered {self.scrub(reply)!r} to LIST {query}",
+                              code="UPS_PROTOCOL_ERROR")
         rows: list[list[str]] = []
         for _ in range(MAX_LIST):
             line = self.readline()
@@ -191,7 +200,8 @@ class UpsdClient:
         except ValueError as e:
             raise DeviceError(f"{self.where}: {e}", code="UPS_PROTOCOL_ERROR") from None
         if len(words) != 4 or words[:3] != ["VAR", ups, var]:
-            raise DeviceError(f"{self.where} answered {reply!r} to GET VAR {var}", code="UPS_PROTOCOL_ERROR")
+            raise DeviceError(f"{self.where} answered {self.scrub(reply)!r} to GET VAR {var}",
+                              code="UPS_PROTOCOL_ERROR")
         return words[3]
 
     def starttls(self, ca_file: str, verify: bool) -> None:
@@ -205,7 +215,7 @@ class UpsdClient:
                                   measurements={**self._facts("no_tls"), "nut_error": e.token}) from None
             raise
         if not reply.startswith("OK"):
-            raise DeviceError(f"{self.where} answered {reply!r} to STARTTLS", code="UPS_PROTOCOL_ERROR")
+            raise DeviceError(f"{self.where} answered {self.scrub(reply)!r} to STARTTLS", code="UPS_PROTOCOL_ERROR")
         ctx = ssl.create_default_context(cafile=ca_file or None)
         if not verify:
             ctx.check_hostname = False
@@ -220,6 +230,7 @@ class UpsdClient:
     def authenticate(self, user: str, password: str | None, login_ups: str | None) -> None:
         self.command(f"USERNAME {quote(user)}", "USERNAME")
         if password is not None:
+            self._secrets += [quote(password), password] if password else []
             self.command(f"PASSWORD {quote(password)}", "PASSWORD")
         if login_ups is not None:
             self.command(f"LOGIN {login_ups}", "LOGIN")
