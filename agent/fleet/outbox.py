@@ -41,7 +41,17 @@ from posagent.fleet.outbox_db import (
     read_stats,
     set_meta,
 )
-from posagent.fleet.outbox_recover import Recovery, damage, move_aside, restore, salvage, seq_mark, write_seq_mark
+from posagent.fleet.outbox_recover import (
+    NEW_SUFFIX,
+    Recovery,
+    damage,
+    finish_swap,
+    move_aside,
+    restore,
+    salvage,
+    seq_mark,
+    write_seq_mark,
+)
 from posagent.fleet.schedule import read_boot_id
 
 log = logging.getLogger(__name__)
@@ -120,30 +130,53 @@ class Outbox:
         self._db = self._open_checked(state_dir)  # OutboxError when it cannot be opened
 
     def _open_checked(self, state_dir: str) -> sqlite3.Connection:
-        """Open the outbox; a damaged one is moved aside and its readable messages kept
-        (``outbox_recover``). The seq goes on above the high-water mark kept beside it."""
-        rows: list[tuple[Any, ...]] = []
+        """Open the outbox; a damaged one is replaced by a rebuilt one holding every message
+        that can still be read from it (``outbox_recover``). The rebuilt file is complete
+        and durable before the damaged one is moved aside, so a kill at any point loses
+        nothing that was salvaged (``finish_swap``). The seq goes on above the high-water
+        mark kept beside it."""
+        finish_swap(self.path)
         if os.path.exists(self.path):
             why = damage(self.path)
             if why is not None:
+                rows = salvage(self.path)
+                mark = max([seq_mark(state_dir), *(int(r[0]) for r in rows)])
+                self._rebuild(state_dir, self.path + NEW_SUFFIX, rows, mark)
                 aside = move_aside(self.path)
-                rows = salvage(aside)
+                os.replace(self.path + NEW_SUFFIX, self.path)
                 log.error("the outbox was damaged (%s): moved aside as %s; %d messages saved from it",
                           why, aside, len(rows))
                 self.recovered = Recovery(aside, why, len(rows), seq_mark(state_dir))
         db = connect(state_dir)
         try:
-            mark = max([seq_mark(state_dir), *(int(r[0]) for r in rows)])
-            db.execute("BEGIN IMMEDIATE")
-            if rows:
-                restore(db, rows)
+            mark = seq_mark(state_dir)
             if mark > meta_int(db, "seq"):
+                db.execute("BEGIN IMMEDIATE")
                 set_meta(db, "seq", mark)  # never hand out a seq twice, whatever happened to the file
-            db.execute("COMMIT")
+                db.execute("COMMIT")
         except sqlite3.Error as e:
             db.close()
             raise OutboxError(f"cannot open the outbox {self.path}: {e}") from None
         return db
+
+    @staticmethod
+    def _rebuild(state_dir: str, path: str, rows: list[tuple[Any, ...]], mark: int) -> None:
+        """A fresh outbox at ``path`` holding ``rows`` and the seq ``mark``, committed and
+        closed (its WAL folded in) before it replaces the damaged one."""
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path + suffix)
+        db = connect(state_dir, path)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            if rows:
+                restore(db, rows)
+            set_meta(db, "seq", mark)
+            db.execute("COMMIT")
+        except sqlite3.Error as e:
+            raise OutboxError(f"cannot rebuild the outbox {path}: {e}") from None
+        finally:
+            db.close()
 
     def set_limits(self, max_bytes: int, max_age: float) -> None:
         with self._lock:

@@ -78,9 +78,10 @@ def db_path(state_dir: str) -> str:
     return os.path.join(state_dir, DB_NAME)
 
 
-def connect(state_dir: str) -> sqlite3.Connection:
-    """The writer's connection to the outbox of ``state_dir``, created (mode 640) if needed."""
-    path = db_path(state_dir)
+def connect(state_dir: str, path: str | None = None) -> sqlite3.Connection:
+    """The writer's connection to the outbox of ``state_dir`` (or the file ``path`` in it),
+    created (mode 640) if needed."""
+    path = path or db_path(state_dir)
     try:
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)

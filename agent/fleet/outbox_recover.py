@@ -75,6 +75,27 @@ def damage(path: str) -> str | None:
     return None if verdict == "ok" else verdict
 
 
+#: The rebuilt outbox before it takes the damaged one's place (``finish_swap``).
+NEW_SUFFIX = ".new"
+
+
+def finish_swap(path: str) -> None:
+    """Complete a replacement a kill cut short. The rebuilt outbox is written in full as
+    ``<path>.new`` before the damaged file is moved aside, and takes its place after: a
+    ``.new`` with no outbox beside it is put in place; a ``.new`` beside the outbox is a
+    rebuild that did not finish (the damaged file is still there, salvaged again)."""
+    new = path + NEW_SUFFIX
+    if not os.path.exists(new):
+        return
+    if os.path.exists(path):
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(new + suffix)
+    else:
+        os.replace(new, path)
+        log.warning("the rebuilt outbox is put in place (the last start was cut short while replacing it)")
+
+
 def move_aside(path: str, now: dt.datetime | None = None) -> str:
     """Rename the damaged database (and its -wal/-shm) out of the way; the new name."""
     stamp = (now or dt.datetime.now()).strftime("%Y%m%dT%H%M%S")
@@ -87,7 +108,8 @@ def move_aside(path: str, now: dt.datetime | None = None) -> str:
 
 
 def salvage(aside: str) -> list[tuple[Any, ...]]:
-    """The outbox rows that can still be read from the damaged copy, oldest first; rows
+    """The outbox rows that can still be read from the damaged file (in place, with its
+    -wal, or moved aside), oldest first; rows
     past the first unreadable page are lost (SQLite stops a scan at the damage)."""
     rows: list[tuple[Any, ...]] = []
     try:

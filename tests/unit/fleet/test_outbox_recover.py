@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 
 from posagent.fleet.outbox import Outbox
-from posagent.fleet.outbox_recover import seq_mark
+from posagent.fleet.outbox_recover import damage, salvage, seq_mark
 
 
 def msg(seq: int, stats: object) -> dict[str, object]:
@@ -64,3 +64,40 @@ def test_a_damaged_history_store_is_moved_aside_and_started_again(tmp_path: Path
     with history_db.connect(str(tmp_path), create=True) as conn:
         assert conn is not None and conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
     assert list(tmp_path.glob(history_db.FILENAME + ".corrupt-*"))
+
+
+def damaged_with_rows(state: Path, n: int = 40) -> list[int]:
+    """An outbox of ``n`` messages whose last page is garbage, and the seqs still readable."""
+    fill(state, n)
+    db = state / "outbox.db"
+    size = db.stat().st_size
+    with open(db, "r+b") as fh:
+        fh.seek(max(4096, size - 4096))
+        fh.write(os.urandom(4096))
+    assert damage(str(db)) is not None
+    return [int(r[0]) for r in salvage(str(db))]
+
+
+def test_a_kill_after_the_rebuild_before_it_took_the_damaged_files_place(tmp_path: Path) -> None:
+    """#18, SIGKILL during recovery: the rebuilt outbox (outbox.db.new) was complete but
+    the damaged file had not been moved aside yet. The next open salvages again; nothing
+    salvaged is lost, no number is reused."""
+    readable = damaged_with_rows(tmp_path)
+    (tmp_path / "outbox.db.new").write_bytes(b"half a rebuild")
+    with Outbox(str(tmp_path), max_bytes=10**7, max_age=10**9) as box:
+        assert box.recovered is not None and box.pending_seqs() == readable
+        assert box.commit("heartbeat", msg)["seq"] == 41
+    assert not (tmp_path / "outbox.db.new").exists()
+
+
+def test_a_kill_between_moving_the_damaged_file_aside_and_putting_the_rebuilt_one_in_place(
+        tmp_path: Path) -> None:
+    readable = damaged_with_rows(tmp_path)
+    with Outbox(str(tmp_path), max_bytes=10**7, max_age=10**9):  # a full recovery, for the rebuilt file
+        pass
+    rebuilt = tmp_path / "outbox.db"
+    rebuilt.rename(tmp_path / "outbox.db.new")  # the state a kill between the two renames leaves
+    with Outbox(str(tmp_path), max_bytes=10**7, max_age=10**9) as box:
+        assert box.recovered is None  # nothing damaged any more: the rebuilt file is put in place
+        assert box.pending_seqs() == readable
+        assert box.commit("heartbeat", msg)["seq"] == 41
