@@ -98,6 +98,17 @@ class Q1Status:
 
 _Q1_NAMES = ("input voltage", "input fault voltage", "output voltage", "load", "frequency",
              "battery voltage", "temperature")
+#: What a UPS can measure at all (a field outside is a garbled reply, not a reading): mains
+#: and output up to 500 V, load up to 300 % (an overload reads above 100), 0-100 Hz, a
+#: battery up to 500 V (a string of 40 blocks), -40..150 C.
+_Q1_RANGES = ((0.0, 500.0), (0.0, 500.0), (0.0, 500.0), (0.0, 300.0), (0.0, 100.0), (0.0, 500.0),
+              (-40.0, 150.0))
+
+
+def _in_range(value: float | None, bounds: tuple[float, float], name: str, command: str, raw: bytes) -> None:
+    if value is not None and not bounds[0] <= value <= bounds[1]:
+        raise ProtocolError(f"{command} {name} {value:g} is outside {bounds[0]:g}..{bounds[1]:g}, "
+                            f"no UPS measures that: {show(raw)}")
 
 
 def parse_q1(raw: bytes) -> Q1Status:
@@ -110,6 +121,8 @@ def parse_q1(raw: bytes) -> Q1Status:
     if not _BITS.fullmatch(bits):
         raise ProtocolError(f"Q1 status bits {bits!r} are not 8 digits 0/1: {show(raw)}")
     v = [_number(f, n, "Q1", raw) for f, n in zip(fields[:7], _Q1_NAMES, strict=True)]
+    for value, bounds, name in zip(v, _Q1_RANGES, _Q1_NAMES, strict=True):
+        _in_range(value, bounds, name, "Q1", raw)
     return Q1Status(v[0], v[1], v[2], v[3], v[4], v[5], v[6], bits)
 
 

@@ -68,6 +68,13 @@ class NutOptions:
             raise ValueError("test_command must be one NUT instant command name, e.g. test.battery.start.quick")
 
 
+#: What a UPS can report at all; a value outside is a protocol error of that UPS, not a reading.
+_PLAUSIBLE = {"battery.charge": (0.0, 100.0), "ups.load": (0.0, 300.0), "input.voltage": (0.0, 1000.0),
+              "output.voltage": (0.0, 1000.0), "battery.voltage": (0.0, 1000.0),
+              "battery.runtime": (0.0, 10_000_000.0), "input.frequency": (0.0, 1000.0),
+              "ups.temperature": (-60.0, 200.0)}
+
+
 def reading_from_vars(v: dict[str, str]) -> UpsReading:
     """The common reading from upsd's variables, values exactly as upsd gave them."""
     status = v.get("ups.status")
@@ -81,6 +88,11 @@ def reading_from_vars(v: dict[str, str]) -> UpsReading:
              "input_frequency_hz": parse_number(v.get("input.frequency")),
              "temperature_c": parse_number(v.get("ups.temperature"))}
     model = (v.get("ups.model") or v.get("device.model") or "").strip() or None
+    for name, (lo, hi) in _PLAUSIBLE.items():
+        value = parse_number(v.get(name))
+        if value is not None and not lo <= value <= hi:
+            raise DeviceError(f"upsd reports {name} = {value:g}, outside {lo:g}..{hi:g}: no UPS measures that "
+                              "(a broken driver or UPS)", code="UPS_PROTOCOL_ERROR")
     return UpsReading(tokens=tokens, battery_charge_pct=parse_number(v.get("battery.charge")),
                       battery_runtime_s=parse_number(v.get("battery.runtime")),
                       input_voltage_v=parse_number(v.get("input.voltage")), load_pct=parse_number(v.get("ups.load")),

@@ -158,3 +158,15 @@ def test_nut_identity_for_the_inventory_comes_from_upsds_variables() -> None:
                                      "serial": "3B1234X56789"}
     assert identity_from_vars({"ups.status": "OL", "ups.mfr": "  "}) == dict.fromkeys(
         ("maker", "model", "firmware", "serial"))
+
+
+@pytest.mark.parametrize("name, value", [("battery.charge", "250"), ("ups.load", "99999"),
+                                         ("input.voltage", "1e300"), ("battery.runtime", "-5")])
+def test_nut_absurd_readings_are_a_protocol_error_of_the_ups(name: str, value: str) -> None:
+    """#18: a reading no UPS can make is UPS_PROTOCOL_ERROR (unknown), never a grade or DRIVER_ERROR."""
+    from posagent.core.errors import DeviceError
+    from posagent.drivers.nut import reading_from_vars
+
+    with pytest.raises(DeviceError) as info:
+        reading_from_vars({"ups.status": "OL", name: value})
+    assert info.value.code == "UPS_PROTOCOL_ERROR" and name in str(info.value)

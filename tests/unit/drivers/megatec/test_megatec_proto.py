@@ -82,6 +82,11 @@ def test_unsupported_field_is_none_not_zero() -> None:
     (b"(" + b"1" * 200 + b"\r", "too long"),
     (b"(nan inf 208.4 034 59.9 2.05 35.0 00110000\r", "not a number"),
     (b"(1e3 140.0 208.4 034 59.9 2.05 35.0 00110000\r", "not a number"),
+    # absurd readings (#18): a garbled reply, a protocol error of the UPS, never a reading
+    (b"(208.4 140.0 208.4 999 59.9 2.05 35.0 00110000\r", "load 999 is outside"),
+    (b"(99999999999999999999.9 140.0 208.4 034 59.9 2.05 35.0 00110000\r", "input voltage 1e+20 is outside"),
+    (b"(208.4 140.0 208.4 034 59.9 2.05 -99.0 00110000\r", "temperature -99 is outside"),
+    (b"(208.4 140.0 208.4 034 9999 2.05 35.0 00110000\r", "frequency 9999 is outside"),
 ])
 def test_malformed_q1_is_protocol_error_with_raw_line(raw: bytes, why: str) -> None:
     with pytest.raises(ProtocolError) as info:
