@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from posagent.fleet.messages import load_schema
+from posagent.fleet.messages import SCHEMA_FILES, load_schema
 from tests.integration.collector import Collector
 from tests.integration.daemon_proc import DaemonProc, NotifyListener, daemon_config
 
@@ -68,7 +68,7 @@ def test_ready_heartbeats_reload_and_graceful_stop(tmp_path: Path, collector: Co
     # one counter across the run, every message valid
     seqs = [r.json["seq"] for r in collector.received if r.status == 200]
     assert sorted(set(seqs)) == list(range(1, max(seqs) + 1))
-    validators = {k: Draft202012Validator(load_schema(k)) for k in ("heartbeat", "event", "selftest")}
+    validators = {k: Draft202012Validator(load_schema(k)) for k in SCHEMA_FILES}  # every kind it may send
     for r in collector.received:
         kind = r.json["schema"].split(".")[1].split("/")[0]
         assert validators[kind].is_valid(r.json), r.json
