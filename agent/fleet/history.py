@@ -35,7 +35,7 @@ from posagent.config.model import Config
 from posagent.core.base import Status
 from posagent.core.logonce import warn_once
 from posagent.core.status import worst
-from posagent.fleet.history_db import connect, db_path
+from posagent.fleet.history_db import connect, db_path, set_aside_if_damaged
 from posagent.selftest.runner import Report
 
 log = logging.getLogger(__name__)
@@ -98,21 +98,25 @@ def _record_repair(conn: sqlite3.Connection, device: str, rep: dict[str, Any]) -
 def record_selftest(config: Config, report: Report) -> bool:
     """Keep ``report`` in the store; False (and a log line) when it cannot be written."""
     state_dir = config.agent.state_dir
-    try:
-        with connect(state_dir, create=True) as conn:
-            assert conn is not None
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                _insert(conn, report)
-                _prune(conn, config.history.keep_runs, config.history.keep_days)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        return True
-    except (sqlite3.Error, OSError) as e:
-        log.warning("cannot keep a record of this self-test in %s: %s", db_path(state_dir), e)
-        return False
+    for attempt in range(2):  # a store found damaged is moved aside and the record goes into a new one
+        try:
+            with connect(state_dir, create=True) as conn:
+                assert conn is not None
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    _insert(conn, report)
+                    _prune(conn, config.history.keep_runs, config.history.keep_days)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            return True
+        except (sqlite3.Error, OSError) as e:
+            if attempt == 0 and isinstance(e, sqlite3.Error) and set_aside_if_damaged(state_dir, e):
+                continue
+            log.warning("cannot keep a record of this self-test in %s: %s", db_path(state_dir), e)
+    return False
 
 
 def _insert(conn: sqlite3.Connection, report: Report) -> None:
@@ -200,6 +204,8 @@ def record_status(state_dir: str, devices: dict[str, dict[str, Any]]) -> None:
                 _record_repair(conn, name, rep)
             conn.execute("COMMIT")
     except (sqlite3.Error, OSError) as e:
+        if isinstance(e, sqlite3.Error) and set_aside_if_damaged(state_dir, e):
+            return  # counted again from the next change, in a new store
         warn_once(log, "history.flags", "cannot update the event counters in %s: %s", db_path(state_dir), e)
 
 
@@ -217,7 +223,9 @@ def _safe(default: Callable[[], Any]) -> Callable[[Callable[P, R]], Callable[P, 
             try:
                 return fn(*args, **kw)
             except sqlite3.Error as e:
-                warn_once(log, "history.read", "cannot read the self-test history: %s", e)
+                state_dir = args[0] if args and isinstance(args[0], str) else None
+                if state_dir is None or not set_aside_if_damaged(state_dir, e):
+                    warn_once(log, "history.read", "cannot read the self-test history: %s", e)
                 return cast(R, default())
 
         return inner

@@ -91,6 +91,23 @@ def damaged(e: sqlite3.Error) -> bool:
     return "malformed" in text or "not a database" in text
 
 
+def set_aside_if_damaged(state_dir: str, e: sqlite3.Error) -> bool:
+    """When ``e`` says the store's file is damaged (met while reading or writing, not only
+    at open), move it aside so the next write starts a new one; True if it was moved."""
+    if not damaged(e):
+        return False
+    path = db_path(state_dir)
+    try:
+        aside = move_aside(path)
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        log.error("the history store is damaged (%s) and cannot be moved aside: %s", e, err)
+        return False
+    log.error("the history store was damaged (%s): moved aside as %s; a new one is started", e, aside)
+    return True
+
+
 def _prepare(conn: sqlite3.Connection, state_dir: str) -> None:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.executescript(_SCHEMA)

@@ -101,3 +101,27 @@ def test_a_kill_between_moving_the_damaged_file_aside_and_putting_the_rebuilt_on
         assert box.recovered is None  # nothing damaged any more: the rebuilt file is put in place
         assert box.pending_seqs() == readable
         assert box.commit("heartbeat", msg)["seq"] == 41
+
+
+def test_a_history_store_damaged_in_its_data_is_set_aside_when_a_read_meets_it(tmp_path: Path) -> None:
+    """#18: damage found by a read (not at open) moves the store aside too; the next write
+    starts a new one. A full disk or a lock never does (``history_db.damaged``)."""
+    import sqlite3
+
+    from posagent.fleet import history, history_db
+
+    with history_db.connect(str(tmp_path), create=True) as conn:
+        assert conn is not None
+        conn.executemany("INSERT INTO runs (started_at, ts, terminal_id, technician, level, status, duration_ms)"
+                         " VALUES ('2026-12-01T03:00:00+00:00', ?, 'T', ?, 'internal', 'ok', 1.0)",
+                         [(1.8e9 + i, "x" * 200) for i in range(400)])
+    path = tmp_path / history_db.FILENAME
+    size = path.stat().st_size
+    with open(path, "r+b") as fh:  # a page of the runs' data, not the schema on page 1
+        fh.seek(size // 2 // 4096 * 4096)
+        fh.write(os.urandom(4096))
+    assert history.runs(str(tmp_path)) == []  # unreadable: the default, and the store set aside
+    assert list(tmp_path.glob(history_db.FILENAME + ".corrupt-*"))
+    with history_db.connect(str(tmp_path), create=True) as conn:
+        assert conn is not None and conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
+    assert not history_db.damaged(sqlite3.OperationalError("database or disk is full"))
