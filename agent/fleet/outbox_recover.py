@@ -134,3 +134,30 @@ def restore(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
     """Put salvaged rows into the fresh outbox ``db`` (duplicates of a message id are skipped)."""
     placeholders = ", ".join("?" * len(_COLUMNS.split(",")))
     db.executemany(f"INSERT OR IGNORE INTO outbox ({_COLUMNS}) VALUES ({placeholders})", rows)
+
+
+#: The state stores whose damaged files are kept aside (``move_aside``), by file name.
+STORES = {"outbox.db": "outbox", "history.sqlite3": "history"}
+
+
+def recovered_stores(state_dir: str, since: float) -> list[dict[str, str]]:
+    """The damaged state files kept aside in ``state_dir`` since ``since`` (epoch seconds),
+    newest first: which store, when it was replaced, and the name it is kept under (what
+    ``posagent status`` tells a technician)."""
+    out: list[tuple[float, dict[str, str]]] = []
+    try:
+        names = os.listdir(state_dir)
+    except OSError:
+        return []
+    for name in names:
+        base, sep, _stamp = name.partition(".corrupt-")
+        if not sep or base not in STORES or name.endswith(("-wal", "-shm")):
+            continue
+        try:
+            at = os.stat(os.path.join(state_dir, name)).st_mtime
+        except OSError:
+            continue
+        if at >= since:
+            stamp = dt.datetime.fromtimestamp(at).astimezone().isoformat(timespec="seconds")
+            out.append((at, {"store": STORES[base], "at": stamp, "kept_as": name}))
+    return [d for _at, d in sorted(out, key=lambda x: x[0], reverse=True)][:10]

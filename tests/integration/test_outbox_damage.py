@@ -4,6 +4,7 @@ event saying the outbox was damaged and replaced."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -11,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_cli
 from tests.integration.collector import Collector, Received
 from tests.integration.daemon_proc import DaemonProc, daemon_config
+from tests.integration.test_json_schemas import validator
 
 
 def of(r: Received, kind: str) -> bool:
@@ -48,5 +51,13 @@ def test_a_damaged_outbox_is_replaced_and_seq_goes_on(tmp_path: Path, offset: in
           f"(before: up to {highest}); recovery event: {recovered}")
     if "the outbox was damaged" in err:  # quick_check saw it (garbage over free space is harmless)
         assert recovered and list((tmp_path / "state").glob("outbox.db.corrupt-*"))
+        # ... and `posagent status` tells the technician, in JSON and in the table
+        out = run_cli("status", "--json", "--config", str(cfg))
+        doc = json.loads(out.stdout)
+        assert not list(validator("status").iter_errors(doc))
+        assert [r["store"] for r in doc["state_recovered"]] == ["outbox"]
+        assert doc["state_recovered"][0]["kept_as"].startswith("outbox.db.corrupt-")
+        table = run_cli("status", "--config", str(cfg)).stdout
+        assert "outbox store was damaged and replaced" in table
     else:
         assert offset != 0  # a damaged header is always seen
