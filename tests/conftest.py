@@ -18,6 +18,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -176,3 +178,29 @@ def build_driver(tmp_path: Path) -> Iterator[DriverBuilder]:
     builder = DriverBuilder(tmp_path)
     yield builder
     builder.close()
+
+
+def poll_until(fn: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Call ``fn`` until it returns a truthy value, which is returned; fail after
+    ``timeout`` s. For what another thread or process changes (a file it writes, a server's
+    state): between calls it waits on an Event with a deadline (bounded count and time)."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    last: Any = None
+    for _ in range(int(timeout / interval) + 2):
+        last = fn()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            break
+        pause.wait(interval)
+    raise AssertionError(f"{what}: not reached within {timeout:g} s (last: {last!r})")
+
+
+def wait_until(check: Callable[[], Any], timeout: float, interval: float = 0.02) -> bool:
+    """Like ``poll_until``, but says whether ``check`` came true instead of failing."""
+    try:
+        poll_until(check, timeout, "", interval)
+    except AssertionError:
+        return bool(check())
+    return True

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 from tests.integration.collector import Collector, Received
 from tests.integration.daemon_proc import DaemonProc, daemon_config
 
@@ -58,9 +58,7 @@ def test_a_dead_rtc_stepped_by_ntp_then_back_loses_nothing(tmp_path: Path) -> No
     state = tmp_path / "state"
     collector = Collector(port=port)
     with DaemonProc(["--config", str(cfg)], tmp_path, env=env) as d:
-        deadline = time.monotonic() + 60.0
-        while committed(state) < 5 and time.monotonic() < deadline and d.proc.poll() is None:
-            time.sleep(0.1)  # polling the outbox the daemon writes, with a deadline
+        wait_until(lambda: committed(state) >= 5 or d.proc.poll() is not None, 60.0, 0.1)
         assert committed(state) >= 5, d.stderr()
         offset.write_text("0\n")  # NTP steps the clock 26 years forward
         stepped = time.monotonic()

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from pathlib import Path
 
+from tests.conftest import wait_until
 from tests.integration.collector import Collector, Received
 from tests.integration.daemon_proc import DaemonProc, daemon_config
 
@@ -34,9 +34,7 @@ def test_a_selftest_killed_midway_is_reported_once_and_not_run_again(tmp_path: P
         cfg = daemon_config(tmp_path / "posagent.toml", "FAULT-KILLED", c.url, system=False,
                             schedule=['jitter = "1s"'], devices=SLOW_PRINTER)
         with DaemonProc(["--config", str(cfg)], tmp_path) as d:
-            deadline = time.monotonic() + 60.0
-            while not marker.exists() and time.monotonic() < deadline and d.proc.poll() is None:
-                time.sleep(0.05)  # polling a file the daemon writes, with a deadline
+            wait_until(lambda: marker.exists() or d.proc.poll() is not None, 60.0)
             assert marker.exists(), d.stderr()
             d.proc.kill()  # a crash or a power cut in the middle of the self-test
             d.wait(10.0)

@@ -8,11 +8,10 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import time
 from pathlib import Path
 
 from posagent.fleet.outbox_recover import salvage
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 from tests.integration.collector import Collector
 from tests.integration.daemon_proc import DaemonProc, daemon_config
 
@@ -31,11 +30,8 @@ def test_a_kill_during_recovery_loses_nothing_salvaged(tmp_path: Path) -> None:
                         system=False)
     state = tmp_path / "state"
     with DaemonProc(["--config", str(cfg)], tmp_path) as d:  # the collector is down: the outbox fills
-        deadline = time.monotonic() + 60.0
-        while time.monotonic() < deadline and d.proc.poll() is None:
-            if (state / "outbox.db").exists() and len(pending(state)) >= 30:
-                break
-            time.sleep(0.1)  # polling the outbox the daemon writes, with a deadline
+        wait_until(lambda: d.proc.poll() is not None or ((state / "outbox.db").exists() and len(pending(state)) >= 30),
+                   60.0, 0.1)
         d.signal(signal.SIGTERM)
         assert d.wait(30.0) == 0, d.stderr()
     before = pending(state)
@@ -49,11 +45,9 @@ def test_a_kill_during_recovery_loses_nothing_salvaged(tmp_path: Path) -> None:
     caught = []
     for _ in range(3):
         with DaemonProc(["--config", str(cfg)], tmp_path) as d:
-            deadline = time.monotonic() + 30.0
-            while time.monotonic() < deadline and d.proc.poll() is None:
-                if (state / "outbox.db.new").exists() or list(state.glob("outbox.db.corrupt-*")):
-                    break
-                time.sleep(0.001)  # a tight poll for the rebuild to show, with a deadline
+            # a tight poll: the rebuild shows for a few milliseconds
+            wait_until(lambda: d.proc.poll() is not None or (state / "outbox.db.new").exists()
+                       or bool(list(state.glob("outbox.db.corrupt-*"))), 30.0, 0.001)
             d.proc.kill()
             d.wait(10.0)
             caught.append((state / "outbox.db.new").exists())

@@ -80,7 +80,8 @@ def test_a_read_only_state_dir_does_not_stop_the_daemon(tmp_path: Path, tmpfs: C
             assert c.wait_for(lambda rs: len(heartbeats(rs)) >= 3, 30.0), d.stderr()
             assert d.proc.poll() is None
             first = heartbeats(c.received)
-            assert all(in_memory(m) and m["agent"]["outbox_reason"] == "state dir read-only" for m in first)
+            assert all(in_memory(m) and m["agent"]["outbox_reason"] == "state dir read-only" for m in first), \
+                [m["agent"].get("outbox_reason") for m in first]
             remount(state, "rw")
             n = len(c.received)
             assert c.wait_for(lambda rs: any(not in_memory(m) for m in heartbeats(rs[n:])), 30.0), d.stderr()

@@ -20,14 +20,13 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from posagent.drivers.nut import split_words
-from tests.conftest import free_port, need_binary
+from tests.conftest import free_port, need_binary, poll_until
 
 UPSD = "/lib/nut/upsd"
 DUMMY_UPS = "/lib/nut/dummy-ups"
@@ -53,22 +52,6 @@ DEFAULT_STATE = {
     "ups.model": '"A \\"quoted\\" back\\\\slash"',
     "ups.status": '"OL CHRG"',
 }
-
-
-def poll_until(fn: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Call ``fn`` until it returns a truthy value; fail after ``timeout`` s. Between calls
-    it waits on an Event with a deadline (bounded count and time)."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    last: Any = None
-    for _ in range(int(timeout / interval) + 2):
-        last = fn()
-        if last:
-            return last
-        if time.monotonic() >= deadline:
-            break
-        pause.wait(interval)
-    raise AssertionError(f"{what}: not reached within {timeout:g} s (last: {last!r})")
 
 
 class NutServer:

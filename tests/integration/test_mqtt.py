@@ -28,7 +28,7 @@ from posagent.fleet.messages import AgentState
 from posagent.fleet.mqtt import MqttTransport
 from posagent.fleet.outbox import Outbox, Stats
 from posagent.fleet.upstream import Outcome, UpstreamError
-from tests.conftest import free_port
+from tests.conftest import free_port, poll_until
 from tests.integration.brokers import DASHBOARD, Mosquitto, Pki, Seen, Watcher, make_pki
 from tests.integration.daemon_proc import DaemonProc, daemon_config
 
@@ -72,18 +72,6 @@ def seqs_on(seen: list[Seen], prefix: str) -> dict[int, Seen]:
         ("/online", "/cmd"))}
 
 
-def poll(fn: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    for _ in range(int(timeout / 0.05) + 2):
-        if fn():
-            return
-        if time.monotonic() >= deadline:
-            break
-        pause.wait(0.05)
-    raise AssertionError(f"{what}: not within {timeout:g} s")
-
-
 def fast_delivery(box: Outbox, transport: MqttTransport, **kw: Any) -> Delivery:
     kw.setdefault("rate", 0.0)
     policy = DeliveryPolicy(backoff_base=0.1, backoff_cap=0.5, idle_wait=0.5, **kw)
@@ -93,7 +81,7 @@ def fast_delivery(box: Outbox, transport: MqttTransport, **kw: Any) -> Delivery:
 # -- bar 1: topics, payloads, contiguous seq, a broker killed and restarted ------------------------------
 def test_reports_arrive_on_their_topics_and_a_broker_kill_loses_none(mosquitto: Mosquitto, outbox: Outbox) -> None:
     with Watcher(mosquitto.port) as watcher:
-        poll(lambda: watcher.client.is_connected(), 5.0, "watcher connected")
+        poll_until(lambda: watcher.client.is_connected(), 5.0, "watcher connected")
         pause = threading.Event()
         pause.wait(1.2)  # mosquitto saves the watcher's session (autosave_interval 1) before the kill
         transport = MqttTransport(section(f"mqtt://127.0.0.1:{mosquitto.port}"), terminal_id=TID,
@@ -111,7 +99,7 @@ def test_reports_arrive_on_their_topics_and_a_broker_kill_loses_none(mosquitto: 
                 delivery.notify_new()
                 stored[msg["seq"]] = json.dumps(msg).encode()
                 pause.wait(0.02)
-            poll(lambda: outbox.stats().backlog == 0, 20.0, "outbox drained")
+            poll_until(lambda: outbox.stats().backlog == 0, 20.0, "outbox drained")
             assert watcher.wait_for(lambda s: len(seqs_on(s, f"posagent/{TID}/")) >= 90, 10.0)
         finally:
             delivery.stop(5.0)
@@ -131,7 +119,7 @@ def test_reports_arrive_on_their_topics_and_a_broker_kill_loses_none(mosquitto: 
 
 def test_mqtt_3_1_1_delivers_too_and_a_batch_is_one_publish_each(mosquitto: Mosquitto) -> None:
     with Watcher(mosquitto.port, client_id="dash-311") as watcher:
-        poll(lambda: watcher.client.is_connected(), 5.0, "watcher connected")
+        poll_until(lambda: watcher.client.is_connected(), 5.0, "watcher connected")
         t = MqttTransport(section(f"mqtt://127.0.0.1:{mosquitto.port}", mqtt_version="3.1.1"), terminal_id=TID)
         bodies = [json.dumps({"schema": "posagent.event/1", "seq": i}).encode() for i in range(1, 6)]
         result = t.post(bodies, [f"m{i}" for i in range(1, 6)])
@@ -269,7 +257,7 @@ def test_acl_refuses_another_terminals_topic_tells_once_and_keeps_everything(
             t = MqttTransport(section(f"mqtt://127.0.0.1:{broker.port}", username="T-A", mqtt_version="5",
                                       password_file=_password_file(tmp_path, "pw-a", "pw-a")), terminal_id="T-A")
             d = fast_delivery(outbox, t)
-            poll(lambda: d.step() and outbox.stats().backlog == 0, 10.0, "delivered with its own user")
+            poll_until(lambda: d.step() and outbox.stats().backlog == 0, 10.0, "delivered with its own user")
             t.close()
             assert watcher.wait_for(lambda s: len(seqs_on(s, "posagent/T-A/")) == 3, 5.0)
         # a wrong password is refused at CONNACK
@@ -321,7 +309,7 @@ def test_a_command_token_reaches_on_command_and_junk_does_not(mosquitto: Mosquit
             fleet.publish(f"posagent/{TID}/cmd", b"\xff\xfe not utf-8")
             fleet.publish(f"posagent/{TID}/cmd", b"a" * 8193)
             fleet.publish(f"posagent/{TID}/cmd", token.encode())
-            poll(lambda: len(calls) >= 1, 5.0, "the command handed over")
+            poll_until(lambda: len(calls) >= 1, 5.0, "the command handed over")
         assert calls == [(token, "mqtt")]
         assert sum("dropped a command" in r.getMessage() for r in caplog.records) == 2
     finally:
@@ -353,7 +341,8 @@ def test_failover_to_the_next_broker_url(tmp_path: Path) -> None:
                              allow_insecure_http=True, timeout=Duration(2.0))
         t = MqttTransport(up, terminal_id=TID, backoff=(0.05, 0.2))
         try:
-            poll(lambda: t.post([b"{}"], ["f"]).outcome is Outcome.DELIVERED, 10.0, "delivered via the second URL")
+            poll_until(lambda: t.post([b"{}"], ["f"]).outcome is Outcome.DELIVERED, 10.0,
+                       "delivered via the second URL")
             assert t.connected_to == f"127.0.0.1:{broker.port}"
         finally:
             t.close()

@@ -24,6 +24,7 @@ from posagent.fleet.delivery import Delivery, DeliveryPolicy
 from posagent.fleet.messages import AgentState
 from posagent.fleet.mqtt import MqttTransport
 from posagent.fleet.outbox import Outbox, Stats
+from tests.conftest import poll_until
 from tests.integration.brokers import NatsCluster, Watcher
 
 TID = "NATS-0007"
@@ -34,19 +35,6 @@ def commit(box: Outbox) -> int:
         return {"schema": "posagent.heartbeat/1", "message_id": str(uuid.uuid4()), "seq": seq}
 
     return int(box.commit("heartbeat", finalize)["seq"])
-
-
-def poll(fn: Any, timeout: float, what: str) -> float:
-    """Seconds until ``fn()`` was true (a deadline, bounded count)."""
-    t0 = time.monotonic()
-    pause = threading.Event()
-    for _ in range(int(timeout / 0.02) + 2):
-        if fn():
-            return time.monotonic() - t0
-        if time.monotonic() - t0 >= timeout:
-            break
-        pause.wait(0.02)
-    raise AssertionError(f"{what}: not within {timeout:g} s")
 
 
 @pytest.mark.slow
@@ -65,11 +53,11 @@ def test_killing_the_node_in_use_fails_over_to_another_without_a_gap(tmp_path: P
         try:
             commit(box)
             delivery.start()
-            poll(lambda: transport.connected_to is not None, 15.0, "connected to a node")
+            poll_until(lambda: transport.connected_to is not None, 15.0, "connected to a node")
             first = cluster.node_of_port(int(str(transport.connected_to).rsplit(":", 1)[1]))
             survivor = next(n for n in cluster.nodes if n is not first)
             watcher = Watcher(survivor.mqtt_port, f"posagent/{TID}/#", client_id="nats-dashboard")
-            poll(lambda: watcher is not None and watcher.client.is_connected(), 10.0, "dashboard connected")
+            poll_until(lambda: watcher is not None and watcher.client.is_connected(), 10.0, "dashboard connected")
             pause = threading.Event()
             pause.wait(0.5)  # the dashboard's subscription reaches every node
             killed_at = reconnected_at = 0.0
@@ -83,10 +71,10 @@ def test_killing_the_node_in_use_fails_over_to_another_without_a_gap(tmp_path: P
                 if killed_at and not reconnected_at and transport.connections >= 2:
                     reconnected_at = time.monotonic()
             if not reconnected_at:
-                poll(lambda: transport.connections >= 2, 30.0, "reconnected to another node")
+                poll_until(lambda: transport.connections >= 2, 30.0, "reconnected to another node")
                 reconnected_at = time.monotonic()
             failover = reconnected_at - killed_at
-            poll(lambda: box.stats().backlog == 0, 30.0, "outbox drained")
+            poll_until(lambda: box.stats().backlog == 0, 30.0, "outbox drained")
             drained = time.monotonic() - killed_at
             last = box.stats().seq
 

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 import tty
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from posagent.drivers.escpos.proxy import PrintProxy, ProxyError
 from posagent.drivers.escpos.status import EOT_KINDS, check_eot_reply, eot_query
 from posagent.drivers.simulator import SimHandle, start_sim
 from posagent.drivers.transport.link import Link
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, free_port, wait_until
 from tests.integration.collector import Collector
 from tests.integration.daemon_proc import DaemonProc, daemon_config
 from tests.integration.pos_app import raster, receipt
@@ -49,16 +49,6 @@ EOT_QUERIES = {bytes((0x10, 0x04, n)) for n in (1, 2, 3, 4)}
 
 def receipts_to_print() -> int:
     return int(os.environ.get("POSAGENT_PROXY_RECEIPTS", "50"))
-
-
-def wait_until(check: Callable[[], Any], timeout: float) -> bool:
-    tick = threading.Event()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        tick.wait(0.02)  # polling what another thread or process changes
-    return bool(check())
 
 
 def split_stream(received: bytes, jobs: list[bytes]) -> tuple[int, int]:

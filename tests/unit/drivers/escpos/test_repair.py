@@ -8,9 +8,8 @@ bulk transfers to the real simulator), whose ``reset()`` records the call."""
 from __future__ import annotations
 
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +23,11 @@ from posagent.core.values import Duration
 from posagent.drivers.escpos import EscposDriver, EscposOptions
 from posagent.drivers.escpos.sim import EscposSim
 from posagent.drivers.simulator import SimHandle
+from tests.conftest import wait_until
 from tests.unit.drivers.escpos.test_escpos_usb import FakePrinter, bus  # noqa: F401 (the fixture)
 
 ESC_INIT = b"\x1b\x40"
 FAST = {"reply_timeout": Duration(0.3), "identity_timeout": Duration(0.1)}
-
-
-def wait_until(check: Callable[[], Any], timeout: float) -> bool:
-    tick = threading.Event()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        tick.wait(0.02)  # polling what another thread changes
-    return bool(check())
 
 
 @pytest.fixture
