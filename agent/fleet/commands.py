@@ -28,11 +28,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from posagent.config.model import COMMAND_ACTIONS, Config
 from posagent.core.base import Level
@@ -40,6 +36,9 @@ from posagent.core.i18n import N_
 from posagent.fleet import schedule
 from posagent.fleet.replay import ReplayCache
 from posagent.fleet.transport import MAX_TOKEN
+
+if TYPE_CHECKING:  # PyJWT and cryptography load only when a key or a token is read
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 __all__ = ["MAX_JTI", "MAX_LIFETIME", "PRINTING", "REASONS", "SKEW", "KeyFileError", "PublicKey", "Verdict",
            "Verifier", "load_keys", "quiet_window_refusal", "verify"]
@@ -108,6 +107,9 @@ def load_key(path: str) -> PublicKey:
         raise KeyFileError(path, "too large for a public key file")
     if b"PRIVATE KEY" in data:
         raise KeyFileError(path, "holds a private key: the terminal must have the public key only")
+    from cryptography.hazmat.primitives import serialization  # deferred: ~45 ms with PyJWT, for keys only
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError):
@@ -189,6 +191,8 @@ def verify(token: str, keys: list[PublicKey], terminal_id: str, now: float) -> V
     quiet window: ``Verifier.check`` adds those)."""
     if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN or token.count(".") != 2:
         return Verdict("malformed", "not a compact JWS of three parts")
+    import jwt  # deferred: only a token to check needs it
+
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
