@@ -28,7 +28,6 @@ The password is never logged; broker URLs show host and port only.
 from __future__ import annotations
 
 import enum
-import gzip
 import logging
 import os
 import random
@@ -51,6 +50,7 @@ from posagent.fleet.upstream import (
     SendResult,
     UpstreamError,
     full_jitter,
+    gzip_body,
     retrying_send,
 )
 
@@ -176,7 +176,7 @@ class MqttTransport:
         props = Properties(PacketTypes.PUBLISH)
         props.ContentType = "application/json"
         props.UserProperty = [("content-encoding", "gzip")]
-        return gzip.compress(body, compresslevel=6, mtime=0), props
+        return gzip_body(body), props
 
     def send(self, body: bytes, message_id: str) -> SendResult:
         """One message with retries (a technician's interactive send)."""

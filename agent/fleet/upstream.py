@@ -308,7 +308,7 @@ class Upstream:
 
         headers = {"Content-Type": "application/json", "Idempotency-Key": key}
         if compress:
-            body = gzip.compress(body, compresslevel=6, mtime=0)
+            body = gzip_body(body)
             headers["Content-Encoding"] = "gzip"
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
@@ -418,6 +418,12 @@ def full_jitter(rng: random.Random, base: float, cap: float, failures: int) -> f
     The exponent is clamped: a days-long outage counts thousands of failures, and 2.0**1024
     would overflow a float."""
     return rng.uniform(0.0, min(cap, base * 2.0 ** min(max(1, failures) - 1, 60)))
+
+
+def gzip_body(body: bytes) -> bytes:
+    """A body as it goes with ``Content-Encoding: gzip`` (HTTP) or ``content-encoding: gzip``
+    (MQTT 5): level 6, no timestamp, so the same report compresses to the same bytes."""
+    return gzip.compress(body, compresslevel=6, mtime=0)
 
 
 def batch_body(bodies: Sequence[bytes]) -> bytes:
