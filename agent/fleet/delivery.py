@@ -25,7 +25,15 @@ Why the rules are what they are (a fleet of 200,000 terminals against one collec
   (a terminal with hours of backlog does not send it all the moment the collector is
   back), at most one batch per the terminal's own report interval unless the collector
   asked for another pace: new reports join the batches, so a returning fleet stays under
-  twice its normal request rate. Otherwise (a live report, a small leftover at start)
+  twice its normal request rate. One exception: a terminal that comes back from a
+  ``Retry-After`` hold of a collector that also set the pace (RateLimit) drains at once, at
+  that pace. The collector said when to come back and how fast to go; the hold's jitter has
+  already spread the fleet, and a second random hold on top only left the collector idle
+  while work waited (in the fleet simulator, 200,000 terminals drain a 10,000 req/s
+  collector in 1.5 min instead of 2.0, and the collector is used 85 % instead of 73 % from
+  the first 503 to the last terminal drained).
+  Without a pace from the collector, the hold stays: the agent's default pace must protect
+  a collector that said nothing about it. Otherwise (a live report, a small leftover at start)
   reports go one by one, at most ``rate`` a second.
 - A refusal (401, wrong URL) is logged once and pauses delivery until a reload or the pause
   ends; the reports stay in the outbox. A 4xx about a batch is about none of its reports in
@@ -130,7 +138,7 @@ class Pacer:
 
     # slots: the fleet simulator keeps 200,000 of them
     __slots__ = ("_drain_from", "_fresh", "_tokens", "_tokens_at", "batch_max", "clock", "draining", "failures",
-                 "hold_until", "policy", "probe", "retry_after_max", "rng", "server_rate", "split")
+                 "hold_until", "policy", "probe", "retry_after_max", "rng", "scheduled", "server_rate", "split")
 
     def __init__(self, policy: DeliveryPolicy, *, rng: random.Random, clock: Callable[[], float],
                  batch_max: int = 50, retry_after_max: float = 3600.0) -> None:
@@ -145,6 +153,7 @@ class Pacer:
         self.draining = False  # what waits is a backlog: batches, held and paced
         self.server_rate: float | None = None  # requests per second the collector asked for
         self.split = 0  # reports to send one by one (a batch was rejected as a whole)
+        self.scheduled = False  # this drain waited out a hold the collector asked for
         self._fresh = True
         self._drain_from: float | None = None
         self._tokens = 1.0
@@ -184,7 +193,9 @@ class Pacer:
             return Send(SendKind.BATCH, self.batch_max)
         rate = self.drain_rate(backlog)
         if self._drain_from is None:
-            self._drain_from = now + self.rng.uniform(0.0, self.drain_hold(backlog))
+            # after the collector's own hold, with its pace: no second hold (see the module doc)
+            hold = 0.0 if self.scheduled and self.server_rate else self.rng.uniform(0.0, self.drain_hold(backlog))
+            self._drain_from = now + hold
             self._tokens, self._tokens_at = 1.0, self._drain_from
         if now < self._drain_from:
             return Wait(self._drain_from - now)
@@ -253,11 +264,12 @@ class Pacer:
             self._hold(now, pace.reset)
 
     def _hold(self, now: float, seconds: float) -> float:
+        self.scheduled = True
         self.hold_until = max(self.hold_until, now + retry_after_hold(seconds, self.rng, self.retry_after_max))
         return self.hold_until - now
 
     def _end_drain(self) -> None:
-        self.draining, self._drain_from, self.split = False, None, 0
+        self.draining, self._drain_from, self.split, self.scheduled = False, None, 0, False
 
 
 # -- the outbox side of one request -----------------------------------------------------------

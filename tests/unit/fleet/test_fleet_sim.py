@@ -36,6 +36,24 @@ def test_an_outage_drains_and_every_terminal_ends_steady() -> None:
     assert row.peak > 0
 
 
+def test_work_held_by_the_collectors_retry_after_is_not_counted_free() -> None:
+    """The utilisation "while the fleet was free to send" leaves out what the collector held
+    back itself: at the end of an hour of 503 + Retry-After every terminal is held (or just
+    back and sending its probe), so almost nothing is free; a shed limited collector's three
+    utilisation figures are fractions, the tail one the lowest."""
+    sizes = fleet.measure_sizes(rounds=5)
+    n = 2000
+    hour = fleet.outage_hour(n, sizes, 3, 0.0, "shed", "30")
+    back = int(fleet.OUTAGE_START + fleet.OUTAGE_LENGTH)
+    requests = [fleet.requests_left(hour.count[i], p) for i, p in enumerate(hour.pacer) if p is not None]
+    assert sum(requests) > 2 * n  # the probe and a batch or two each
+    assert max(hour.series.free[back - 30:back]) < n / 10
+    limited = fleet.Collector(capacity=100.0, retry_after="30", ratelimit_policy='"drain";q=10;w=60')
+    _, figures = fleet.after_outage(hour, fleet.Outage("back", "shed", limited))
+    assert hour.active == 0
+    assert 0.0 < figures["to_end"] <= figures["waiting"] <= 1.0 and 0.0 < figures["shedding"] <= 1.0
+
+
 def test_heartbeat_offset_is_stable_inside_the_interval_and_uniform() -> None:
     assert heartbeat_offset("SH-0042", 60.0) == heartbeat_offset("SH-0042", 60.0)
     offsets = [heartbeat_offset(f"T{i:06d}", 60.0) for i in range(6000)]

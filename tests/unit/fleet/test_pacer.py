@@ -144,6 +144,40 @@ def test_a_backlog_drains_in_batches_after_a_hold_that_grows_with_it() -> None:
     assert sum(day) / len(day) > 5 * sum(hour) / len(hour)
 
 
+def test_back_from_the_collectors_hold_with_its_pace_the_drain_starts_at_once() -> None:
+    """A 503 + Retry-After that came with the collector's pace: when the hold is over, the
+    present goes first, then the batches at once at that pace (no second random hold on top
+    of the collector's own); with no pace from the collector, the backlog's hold stays."""
+
+    def after_hold(pace: ServerPace | None, seed: int) -> tuple[float, list[float]]:
+        clock = Clock()
+        p = pacer(clock, seed=seed)
+        backlog = Backlog(200, 199 * 60.0)
+        p.next(backlog)
+        busy = Answer(Outcome.FAILED, retry_after=30.0, pace=pace)
+        wait = p.sent(Send(SendKind.NEWEST), 1, busy, backlog)
+        assert 30.0 <= wait <= 45.0
+        clock.t += wait
+        assert p.next(backlog) == Send(SendKind.NEWEST)
+        p.sent(Send(SendKind.NEWEST), 1, Answer(Outcome.DELIVERED, pace=pace), backlog)
+        first, waited = run_until_send(p, clock, backlog)
+        assert first == Send(SendKind.BATCH, 50)
+        times = [clock.t]
+        p.sent(first, 50, OK, backlog)
+        for _ in range(2):
+            run_until_send(p, clock, backlog)
+            times.append(clock.t)
+            p.sent(Send(SendKind.BATCH, 50), 50, OK, backlog)
+        return waited, [round(b - a, 6) for a, b in itertools.pairwise(times)]
+
+    paced = [after_hold(ServerPace(rate=0.5), seed) for seed in range(20)]
+    assert all(waited == 0.0 and gaps == [2.0, 2.0] for waited, gaps in paced)
+    unpaced = [after_hold(None, seed) for seed in range(20)]
+    assert all(gaps == [60.0, 60.0] for _, gaps in unpaced)
+    holds = [waited for waited, _ in unpaced]
+    assert max(holds) <= 3 * 60.0 and sum(1 for h in holds if h > 10.0) >= 15  # 4 batches: held up to 3 min
+
+
 def test_the_default_drain_pace_is_one_batch_per_own_report_interval() -> None:
     clock = Clock()
     p = pacer(clock)
