@@ -192,15 +192,36 @@ class BatteryLog:
     def __init__(self, path: str) -> None:
         self.path = path
 
+    def read(self) -> dict[str, Any]:
+        return read_json(self.path)
+
     def tests(self) -> list[BatteryTest]:
-        raw = read_json(self.path).get("tests")
+        raw = self.read().get("tests")
         if not isinstance(raw, list):
             return []
         return [t for t in (BatteryTest.from_json(x) for x in raw[:KEEP_TESTS * 2]) if t is not None]
 
+    def changed_on(self) -> dt.date | None:
+        """The day the battery was last changed, as ``posagent ups battery-changed`` recorded it."""
+        at = self.read().get("changed_at_unix")
+        return dt.date.fromtimestamp(float(at)) if isinstance(at, (int, float)) and at > 0 else None
+
     def add(self, test: BatteryTest) -> list[BatteryTest]:
         """Keep ``test`` (the baseline tests and the latest ones). Raises OSError."""
+        raw = self.read()
         tests = [*self.tests(), test]
         tests = tests[:BASELINE_TESTS] + tests[BASELINE_TESTS:][-(KEEP_TESTS - BASELINE_TESTS):]
-        write_json(self.path, {"schema": 1, "tests": [t.to_json() for t in tests]}, indent=1)
+        kept: dict[str, Any] = {k: raw[k] for k in ("changed_at", "changed_at_unix", "replaced") if k in raw}
+        write_json(self.path, {"schema": 1, **kept, "tests": [t.to_json() for t in tests]}, indent=1)
         return tests
+
+    def changed(self, now: float, *, aged_pct: float) -> tuple[int, float | None]:
+        """A new battery: forget the old one's tests (the next BASELINE_TESTS set the new
+        baseline) and record the day; the old battery's test count and last health figure
+        are kept as ``replaced``. Returns them. Raises OSError."""
+        old = self.tests()
+        health = assess(old, aged_pct=aged_pct).health_pct
+        when = dt.datetime.fromtimestamp(now).astimezone().isoformat(timespec="seconds")
+        write_json(self.path, {"schema": 1, "changed_at": when, "changed_at_unix": round(now, 3),
+                               "replaced": {"tests": len(old), "health_pct": health}, "tests": []}, indent=1)
+        return len(old), health

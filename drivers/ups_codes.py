@@ -14,7 +14,7 @@ UPS_CODES: dict[str, Code] = {
         N_("Battery aged: installed {battery_age_years} years ago"),
         N_("Battery aged"),
         hint=N_(
-            "The battery tests show the battery wearing out (it holds less and its voltage sags more under load): order a new battery and replace it at the next visit; UPS batteries last about 3-5 years."
+            "The battery tests show the battery wearing out (it holds less and its voltage sags more under load): order a new battery and replace it at the next visit, then run `posagent ups battery-changed` with the UPS's name so the new battery is measured afresh; UPS batteries last about 3-5 years."
         ),
     ),
     "UPS_BATTERY_LOW": code(

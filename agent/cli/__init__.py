@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "history": ("posagent.cli.history", "past self-test runs, and when faults appeared and cleared"),
     "schedule": ("posagent.cli.schedule", "the next days' self-tests, their level and the quiet windows"),
     "printer": ("posagent.cli.printer", "printer maintenance (ribbon-changed)"),
+    "ups": ("posagent.cli.ups", "UPS maintenance (battery-changed)"),
     "drivers": ("posagent.cli.drivers", "the installed drivers"),
     "config": ("posagent.cli.config", "validate a config file"),
     "commands": ("posagent.cli.commands", "check a signed remote command: what this terminal would do with it"),

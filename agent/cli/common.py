@@ -10,7 +10,7 @@ import sys
 import tempfile
 from typing import Any
 
-from posagent.config import Config, load_config, resolve_path, sim_config_path
+from posagent.config import Config, DeviceConfig, load_config, resolve_path, sim_config_path
 from posagent.config.errors import did_you_mean
 from posagent.core.base import Level, Status
 from posagent.core.i18n import _, detect_language, set_language
@@ -29,6 +29,27 @@ def add_config(p: argparse.ArgumentParser) -> None:
     """--config accepted after the command too (``posagent status --config F``)."""
     p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
                    help="config file (default: $POSAGENT_CONFIG or /etc/posagent/posagent.toml)")
+
+
+def add_maintenance(p: argparse.ArgumentParser, what: str, actions: tuple[tuple[str, str], ...]) -> None:
+    """``posagent <family> ACTION NAME``: one subcommand per action, each on one device."""
+    sub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p))
+    sub.required = True
+    for name, help_text in actions:
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp.add_argument("name", metavar="NAME", help=f"the {what}'s device name in the config")
+        add_config(sp)
+        sp.add_argument("--sim", action="store_true", help=f"the built-in simulated terminal's {what}")
+
+
+def device_named(config: Config, name: str, drivers: tuple[str, ...], what: str) -> DeviceConfig:
+    """The device ``name`` of one of ``drivers``; a UsageError naming the ones there are."""
+    devices = [d for d in config.devices if d.driver in drivers]
+    device = next((d for d in devices if d.name == name), None)
+    if device is None:
+        names = ", ".join(d.name for d in devices) or "none"
+        raise UsageError(f"no {what} named '{name}' in {config.path} ({what} devices: {names})")
+    return device
 
 
 def add_common(p: argparse.ArgumentParser, *, sim: bool = True, json: bool = True, lang: bool = True) -> None:

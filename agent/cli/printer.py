@@ -13,30 +13,21 @@ import argparse
 import json
 import sys
 
-from posagent.cli.common import UsageError, add_config, load
+from posagent.cli.common import UsageError, add_maintenance, device_named, load
 from posagent.drivers.escpos.counters import CounterStore, counter_path, ribbon_grade
 
 EX_IOERR = 74
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p))
-    sub.required = True
-    for name, help_text in (("ribbon-changed", "the ribbon of printer NAME was replaced: reset its counter"),
-                            ("counters", "show printer NAME's consumables counters as JSON")):
-        sp = sub.add_parser(name, help=help_text, description=help_text)
-        sp.add_argument("name", metavar="NAME", help="the printer's device name in the config")
-        add_config(sp)
-        sp.add_argument("--sim", action="store_true", help="the built-in simulated terminal's printer")
+    add_maintenance(p, "printer", (
+        ("ribbon-changed", "the ribbon of printer NAME was replaced: reset its counter"),
+        ("counters", "show printer NAME's consumables counters as JSON")))
 
 
 def run(args: argparse.Namespace) -> int:
     config = load(args)
-    printers = [d for d in config.devices if d.driver == "escpos"]
-    device = next((d for d in printers if d.name == args.name), None)
-    if device is None:
-        names = ", ".join(d.name for d in printers) or "none"
-        raise UsageError(f"no printer named '{args.name}' in {config.path} (printers: {names})")
+    device = device_named(config, args.name, ("escpos",), "printer")
     store = CounterStore(counter_path(config.agent.state_dir, device.name))
     opts = device.options
     try:

@@ -171,11 +171,15 @@ class NutDriver(Driver):
         return bh.BatteryLog(bh.log_path(self.env.state_dir, self.device.name)) if self.env.state_dir else None
 
     def _health(self, variables: dict[str, str], tests: list[bh.BatteryTest] | None = None) -> bh.Health:
-        """The health from the kept tests and the battery's date (installed, else made)."""
+        """The health from the kept tests and the battery's date: installed, else made, or the
+        day ``posagent ups battery-changed`` recorded if that is later (a UPS that keeps no
+        battery.date, or was not told of the new battery)."""
+        log_ = self._battery_log()
         if tests is None:
-            log_ = self._battery_log()
             tests = log_.tests() if log_ is not None else []
-        installed = bh.parse_date(variables.get("battery.date")) or bh.parse_date(variables.get("battery.mfr.date"))
+        dates = [bh.parse_date(variables.get("battery.date")) or bh.parse_date(variables.get("battery.mfr.date")),
+                 log_.changed_on() if log_ is not None else None]
+        installed = max((d for d in dates if d is not None), default=None)
         return bh.assess(tests, aged_pct=self.options.battery_aged_pct, installed=installed,
                          life_years=self.options.battery_life_years)
 

@@ -14,6 +14,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from posagent.drivers import battery_health as bh
 from posagent.drivers.simulator import SimHandle, start_sim
 from tests.conftest import hours_window, run_cli
 from tests.integration.nut_fixture import NutServer, nut_server, nut_shared_server, poll_until
@@ -135,3 +136,45 @@ def test_nut_runtime_falling_across_tests(nut_server: NutServer, write_config: C
     assert (test["status"], test["code"]) == ("warn", "BATTERY_AGED"), test
     assert test["measurements"]["battery_health_pct"] == 62.5
     assert "fell from 1200 s to 750 s over 4 tests" in test["message"]
+
+
+# -- a new battery: posagent ups battery-changed ------------------------------------------
+def test_battery_changed_sets_the_old_tests_aside_and_a_new_baseline_follows(
+        ageing_ups: SimHandle, write_config: Callable[..., Path], tmp_path: Path) -> None:
+    cfg = _config(write_config, tmp_path, ageing_ups.url)
+    log = bh.BatteryLog(bh.log_path(str(tmp_path / "state"), "ups"))
+    for k, drop in enumerate((0.5, 0.5, 1.0, 1.5)):  # an old battery's history: 40 % now
+        log.add(bh.BatteryTest(at_unix=1_700_000_000.0 + 86400 * k, drop_v=drop))
+    dev = _status(cfg)
+    assert (dev["code"], dev["battery_health_pct"]) == ("BATTERY_AGED", 40.0), dev
+
+    proc = run_cli("ups", "battery-changed", "ups", "--config", str(cfg))
+    assert proc.returncode == 0, proc.stderr
+    assert "4 test(s), last health ~40 %" in proc.stdout
+    dev = _status(cfg)
+    assert (dev["code"], dev["battery_health_pct"]) == ("UPS_OK", None), dev  # a new battery: unknown, not aged
+    shown = json.loads(run_cli("ups", "battery", "ups", "--config", str(cfg)).stdout)
+    assert shown["tests"] == [] and shown["replaced"] == {"tests": 4, "health_pct": 40.0} and shown["changed_at"]
+
+    for _ in range(3):  # the new battery's own baseline, then a trend against it
+        test = _selftest(cfg)["battery_test"]
+    assert test["measurements"]["battery_tests"] == 3 and test["measurements"]["battery_health_pct"] is not None
+    kept = json.loads(run_cli("ups", "battery", "ups", "--config", str(cfg)).stdout)
+    assert len(kept["tests"]) == 3 and kept["replaced"]["tests"] == 4  # the record of the change is kept
+
+    for args in (["battery-changed", "nosuch"], ["battery"], []):
+        bad = run_cli("ups", *args, "--config", str(cfg))
+        assert bad.returncode == 64 and "Traceback" not in bad.stderr, (args, bad.stderr)
+
+
+def test_nut_battery_changed_restarts_the_age(nut_server: NutServer, write_config: Callable[..., Path],
+                                              tmp_path: Path) -> None:
+    cfg = _nut_config(write_config, tmp_path, nut_server.url())
+    nut_server.set_state({"battery.date": '"2019/03/15"'})
+    poll_until(lambda: nut_server.get_var("battery.date") == "2019/03/15", 15.0, "battery.date")
+    assert _status(cfg)["code"] == "BATTERY_AGED"
+    proc = run_cli("ups", "battery-changed", "ups", "--config", str(cfg))
+    assert proc.returncode == 0, proc.stderr
+    dev = _status(cfg)  # the UPS still says 2019: the day of the change recorded here is later, and wins
+    assert (dev["status"], dev["code"]) == ("ok", "UPS_OK"), dev
+    assert dev["measurements"]["battery_age_years"] == 0.0
