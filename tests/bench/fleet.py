@@ -718,9 +718,12 @@ def bars(rows: list[Row], outages: dict[str, dict[str, float]], sizes: Sizes) ->
             add(f"{name}: the same, from the first 503 to the last terminal drained (its tail is one "
                 f"Retry-After hold: README)", f"{100 * f['to_end']:.0f} %", f["to_end"] >= 0.9)
         else:
-            # the fleet never asked for more than the collector serves: nothing was turned away
+            # the fleet never asked for more than the collector serves: nothing was turned away,
+            # so it was as good as unlimited, and the return's peak is judged as such
             add(f"{name}: utilisation >= 90 %", f"never over capacity ({100 * f.get('overall', 0):.0f} % used "
                                                 f"from its return to drained)", None)
+            add(f"{name}: never over capacity, so peak <= 2x normal", f"{f['peak'] / f['normal']:.2f}x",
+                f["peak"] <= 2 * f["normal"])
         add(f"{name}: backlog drained within 30 min", f"{f['drain'] / 60:.1f} min", f["drain"] <= 1800)
     add("heartbeat body on the wire <= 1.6 KB", f"{sizes.single:,} B", sizes.single <= 1600)
     per50 = sizes.per_report.get(50, min(sizes.per_report.values()))
