@@ -24,6 +24,7 @@ from typing import Any, TextIO
 from posagent.cli.common import add_common, load_selected, preview
 from posagent.config.model import Config
 from posagent.config.urls import redact_url
+from posagent.core.statefile import give_to_dir_owner
 from posagent.fleet import messages
 from posagent.fleet.delivery import deliver
 from posagent.fleet.outbox import Outbox, OutboxError
@@ -71,21 +72,7 @@ def build(config: Config) -> Any:
 def match_owner(state_dir: str) -> None:
     """Run as root (``sudo posagent heartbeat --send``) on the service's state dir: leave the
     outbox files to the dir's owner, or the service could not write them any more."""
-    if os.geteuid() != 0:
-        return
-    try:
-        st = os.stat(state_dir)
-    except OSError:
-        return
-    if st.st_uid == 0:
-        return
-    for suffix in ("", "-wal", "-shm"):
-        path = os.path.join(state_dir, DB_NAME + suffix)
-        try:
-            if os.stat(path).st_uid == 0:
-                os.chown(path, st.st_uid, st.st_gid)
-        except OSError:
-            pass
+    give_to_dir_owner((os.path.join(state_dir, DB_NAME + suffix) for suffix in ("", "-wal", "-shm")), state_dir)
 
 
 def send(config: Config, *, drain: bool, as_json: bool = False, out: TextIO = sys.stdout) -> int:

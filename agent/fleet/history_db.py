@@ -17,6 +17,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 
+from posagent.core.statefile import give_to_dir_owner
 from posagent.fleet.outbox_recover import move_aside
 
 log = logging.getLogger(__name__)
@@ -125,16 +126,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 def _match_owner(state_dir: str) -> None:
     """Run as root (sudo posagent selftest) in the service's state dir: leave the files to its owner."""
-    if os.geteuid() != 0:
-        return
-    st = os.stat(state_dir)
-    if st.st_uid == 0:
-        return
-    for suffix in ("", "-wal", "-shm"):
-        path = db_path(state_dir) + suffix
-        with contextlib.suppress(OSError):
-            if os.stat(path).st_uid == 0:
-                os.chown(path, st.st_uid, st.st_gid)
+    give_to_dir_owner((db_path(state_dir) + suffix for suffix in ("", "-wal", "-shm")), state_dir)
 
 
 def _iso(ts: float) -> str:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from posagent.core.statefile import read_json, state_path, write_json
+from posagent.core.statefile import give_to_dir_owner, read_json, state_path, write_json
 
 log = logging.getLogger("posagent.drivers.escpos")
 
@@ -158,6 +158,7 @@ class CounterStore:
     def _locked(self) -> Iterator[None]:
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o640)
+        give_to_dir_owner([self.path + ".lock"], os.path.dirname(self.path) or ".")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
