@@ -26,6 +26,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -115,7 +116,9 @@ def record_selftest(config: Config, report: Report) -> bool:
         except (sqlite3.Error, OSError) as e:
             if attempt == 0 and isinstance(e, sqlite3.Error) and set_aside_if_damaged(state_dir, e):
                 continue
-            log.warning("cannot keep a record of this self-test in %s: %s", db_path(state_dir), e)
+            hint = "" if os.access(state_dir, os.W_OK) else " (this user cannot write the state dir: run it with sudo)"
+            log.warning("cannot keep a record of this self-test in %s: %s%s", db_path(state_dir), e, hint)
+            return False
     return False
 
 

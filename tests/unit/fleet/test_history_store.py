@@ -158,15 +158,18 @@ def test_a_broken_store_never_stops_a_self_test(tmp_path: Path, caplog: pytest.L
     assert list(state.glob("history.sqlite3.corrupt-*"))
 
 
-def test_an_unusable_state_dir_is_reported_not_raised(tmp_path: Path) -> None:
+def test_an_unusable_state_dir_is_reported_once_not_raised(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     cfg = config(tmp_path)
     cfg = Config(**{**cfg.__dict__, "agent": type(cfg.agent)(**{**cfg.agent.__dict__,
                                                                 "state_dir": str(blocker / "state")})})
     t0 = time.monotonic()
-    assert history.record_selftest(cfg, report([ok()])) is False
+    with caplog.at_level(logging.WARNING, logger="posagent.fleet"):
+        assert history.record_selftest(cfg, report([ok()])) is False
     assert time.monotonic() - t0 < 5
+    said = [r.getMessage() for r in caplog.records if "cannot keep a record" in r.getMessage()]
+    assert len(said) == 1, said
 
 
 def test_a_store_from_before_the_driver_column_is_read_and_migrated(tmp_path: Path) -> None:
