@@ -20,6 +20,30 @@ from posagent.fleet.messages import Finalizer
 from posagent.fleet.outbox import OutboxError
 from posagent.fleet.outbox_db import peek
 
+EX_IOERR = 74
+EX_NOPERM = 77
+
+
+def cannot_read(prog: str, path: str) -> int | None:
+    """A state file this user cannot read (the state dir is the service's) is said as such,
+    not shown as empty: the exit code (77 permission, 74 other), or None when it can be
+    read or is not there yet."""
+    try:
+        with open(path, "rb"):
+            return None
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return state_file_error(prog, "read", path, e)
+
+
+def state_file_error(prog: str, verb: str, path: str, e: OSError) -> int:
+    """Say why a state file could not be read or written; the exit code (77 permission, 74 other)."""
+    denied = isinstance(e, PermissionError)
+    hint = " (the state dir is the service's: run it with sudo)" if denied else ""
+    print(f"{prog}: cannot {verb} {path}: {e.strerror or e}{hint}", file=sys.stderr)
+    return EX_NOPERM if denied else EX_IOERR
+
 
 class UsageError(Exception):
     """Bad command-line use that argparse cannot see (exit 64)."""

@@ -10,7 +10,8 @@ forgets them (keeping their count and last health figure as ``replaced``), so th
 battery tests set the new baseline, and records the day: a NUT UPS's battery age counts
 from it when it is later than the UPS's own ``battery.date``. The daemon reads the file
 at every status, so the next heartbeat shows the change.
-Exit 0; 64 for a usage error (no such UPS), 74 when the state dir cannot be written.
+Exit 0; 64 for a usage error (no such UPS), 77 when this user may not read or write the
+battery file (run it with sudo), 74 for another I/O error.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ import json
 import sys
 import time
 
-from posagent.cli.common import add_maintenance, device_named, load
+from posagent.cli.common import add_maintenance, cannot_read, device_named, load, state_file_error
 from posagent.drivers import battery_health as bh
 
-EX_IOERR = 74
 UPS_DRIVERS = ("nut", "megatec")
 
 
@@ -38,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     device = device_named(config, args.name, UPS_DRIVERS, "UPS")
     log = bh.BatteryLog(bh.log_path(config.agent.state_dir, device.name))
     aged_pct = float(getattr(device.options, "battery_aged_pct", 70.0))
+    code = cannot_read("posagent ups", log.path)
+    if code is not None:
+        return code
     if args.action == "battery":
         tests = log.tests()
         raw = log.read()
@@ -51,8 +54,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         count, last = log.changed(time.time(), aged_pct=aged_pct)
     except OSError as e:
-        print(f"posagent ups: cannot update {log.path}: {e.strerror or e}", file=sys.stderr)
-        return EX_IOERR
+        return state_file_error("posagent ups", "update", log.path, e)
     old = f"{count} test(s), last health ~{last:g} %" if last is not None else f"{count} test(s), no health figure"
     print(f"{device.name}: battery change recorded; the old battery's {old} set aside. "
           f"The next {bh.BASELINE_TESTS} battery tests set the new battery's baseline.")

@@ -6,6 +6,7 @@ the history). Real commands, real simulated devices on ptys; needs root to chown
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,3 +40,56 @@ def test_files_made_by_root_in_the_services_state_dir_are_the_services(
     assert {"printer-receipt.json", "printer-receipt.json.lock", "battery-ups.json", "history.sqlite3"} <= names, names
     roots = [p.name for p in made if p.stat().st_uid != NOBODY]
     assert roots == [], f"left to root in the service's state dir: {roots}"
+
+
+def _as_nobody(argv: list[str]) -> tuple[int, str]:
+    """``posagent ARGV`` run in a forked child that became ``nobody`` (no exec: the
+    interpreter is already loaded); its exit code and what it said on stderr."""
+    import importlib
+    import tempfile
+
+    from posagent.cli import COMMANDS, main
+
+    importlib.import_module(COMMANDS[argv[0]][0])  # loaded before: nobody may not read the interpreter's files
+    with tempfile.TemporaryFile() as err:
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            code = 70
+            try:
+                os.dup2(err.fileno(), 2)
+                sys.stderr = open(2, "w", closefd=False)  # (pytest had put its capture in its place)  # noqa: SIM115
+                os.setgroups([])
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+                code = main(argv)
+            finally:
+                sys.stderr.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        err.seek(0)
+        return os.waitstatus_to_exitcode(status), err.read().decode()
+
+
+def test_a_user_who_may_not_read_the_state_dir_is_told_so_not_shown_empty_counters(tmp_path: Path) -> None:
+    import tempfile
+
+    public = Path(tempfile.mkdtemp(prefix="posagent-public-"))
+    try:
+        public.chmod(0o755)
+        state = public / "state"
+        state.mkdir(mode=0o700)  # the service's (here root's), as the package makes it
+        (state / "printer-receipt.json").write_text('{"schema": 1, "lines_total": 5}\n')
+        (state / "battery-ups.json").write_text('{"schema": 1, "tests": []}\n')
+        cfg = public / "posagent.toml"
+        cfg.write_text(f'[agent]\nstate_dir = "{state}"\n'
+                       '[[device]]\nname = "receipt"\ndriver = "escpos"\nurl = "sim://escpos"\n'
+                       '[[device]]\nname = "ups"\ndriver = "megatec"\nurl = "sim://megatec"\n')
+        cfg.chmod(0o644)
+        for argv in (["printer", "counters", "receipt"], ["ups", "battery", "ups"], ["ups", "battery-changed", "ups"]):
+            code, err = _as_nobody([*argv, "--config", str(cfg)])
+            assert code == 77, (argv, code, err)
+            assert "Permission denied" in err and "run it with sudo" in err and "Traceback" not in err, err
+    finally:
+        import shutil
+
+        shutil.rmtree(public)
