@@ -39,10 +39,14 @@ def cannot_read(prog: str, path: str) -> int | None:
 
 def state_file_error(prog: str, verb: str, path: str, e: OSError) -> int:
     """Say why a state file could not be read or written; the exit code (77 permission, 74 other)."""
-    denied = isinstance(e, PermissionError)
-    hint = " (the state dir is the service's: run it with sudo)" if denied else ""
-    print(f"{prog}: cannot {verb} {path}: {e.strerror or e}{hint}", file=sys.stderr)
-    return EX_NOPERM if denied else EX_IOERR
+    reason = e.strerror or str(e)
+    said = (_("cannot read {path}: {reason}") if verb == "read" else
+            _("cannot update {path}: {reason}")).format(path=path, reason=reason)
+    print(f"{prog}: {said}", file=sys.stderr)
+    if isinstance(e, PermissionError):
+        print(f"{prog}: " + _("The state dir is the service's: run it with sudo."), file=sys.stderr)
+        return EX_NOPERM
+    return EX_IOERR
 
 
 class UsageError(Exception):

@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-from posagent.cli.common import UsageError, add_common, load, only_names, setup_language
+from posagent.cli.common import UsageError, add_common, cannot_read, load, only_names, setup_language
 from posagent.core.base import Status
 from posagent.core.i18n import N_, _
 from posagent.core.values import parse_duration
@@ -39,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
     since_ts = _since(args.since)
     only = only_names(args, config)
     state_dir = config.agent.state_dir
+    code = cannot_read("posagent history", history.db_path(state_dir))  # not "no self-test recorded yet"
+    if code is not None:
+        return code
     runs = history.runs(state_dir, since_ts, with_results=True)
     faults = history.faults(state_dir, since_ts)
     counters = history.counters(state_dir)

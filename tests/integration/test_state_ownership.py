@@ -85,7 +85,9 @@ def test_a_user_who_may_not_read_the_state_dir_is_told_so_not_shown_empty_counte
                        '[[device]]\nname = "receipt"\ndriver = "escpos"\nurl = "sim://escpos"\n'
                        '[[device]]\nname = "ups"\ndriver = "megatec"\nurl = "sim://megatec"\n')
         cfg.chmod(0o644)
-        for argv in (["printer", "counters", "receipt"], ["ups", "battery", "ups"], ["ups", "battery-changed", "ups"]):
+        (state / "history.sqlite3").write_bytes(b"")
+        for argv in (["printer", "counters", "receipt"], ["ups", "battery", "ups"], ["ups", "battery-changed", "ups"],
+                     ["history"]):
             code, err = _as_nobody([*argv, "--config", str(cfg)])
             assert code == 77, (argv, code, err)
             assert "Permission denied" in err and "run it with sudo" in err and "Traceback" not in err, err
