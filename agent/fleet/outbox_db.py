@@ -146,8 +146,13 @@ def peek(state_dir: str) -> Stats:
     out); otherwise a read-only connection shares the writer's WAL index.
     """
     path = db_path(state_dir)
-    if not os.path.exists(path):
+    try:
+        os.stat(path)
+    except FileNotFoundError:
         return empty_stats()
+    except OSError as e:  # a state dir this user may not enter: not "no outbox"
+        hint = " (the state dir is the service's: run it with sudo)" if isinstance(e, PermissionError) else ""
+        raise OutboxError(f"cannot read the outbox {path}: {e.strerror or e}{hint}") from None
     live = any(os.path.exists(path + suffix) for suffix in ("-wal", "-shm"))
     uri = f"file:{urllib.parse.quote(path)}?{'mode=ro' if live else 'immutable=1'}"
     try:

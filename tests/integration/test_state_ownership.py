@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from posagent.fleet import outbox_db
+from posagent.fleet.outbox import OutboxError
 from tests.conftest import hours_window, run_cli
 
 NOBODY = 65534
@@ -46,11 +48,16 @@ def _as_nobody(argv: list[str]) -> tuple[int, str]:
     """``posagent ARGV`` run in a forked child that became ``nobody`` (no exec: the
     interpreter is already loaded); its exit code and what it said on stderr."""
     import importlib
-    import tempfile
 
     from posagent.cli import COMMANDS, main
 
     importlib.import_module(COMMANDS[argv[0]][0])  # loaded before: nobody may not read the interpreter's files
+    return _call_as_nobody(lambda: main(argv))
+
+
+def _call_as_nobody(call: Callable[[], int]) -> tuple[int, str]:
+    import tempfile
+
     with tempfile.TemporaryFile() as err:
         pid = os.fork()
         if pid == 0:  # the child: never returns into pytest
@@ -61,7 +68,7 @@ def _as_nobody(argv: list[str]) -> tuple[int, str]:
                 os.setgroups([])
                 os.setgid(NOBODY)
                 os.setuid(NOBODY)
-                code = main(argv)
+                code = call()
             finally:
                 sys.stderr.flush()
                 os._exit(code)
@@ -91,6 +98,18 @@ def test_a_user_who_may_not_read_the_state_dir_is_told_so_not_shown_empty_counte
             code, err = _as_nobody([*argv, "--config", str(cfg)])
             assert code == 77, (argv, code, err)
             assert "Permission denied" in err and "run it with sudo" in err and "Traceback" not in err, err
+        (state / "outbox.db").write_bytes(b"")  # heartbeat --json's figures: not "an empty outbox"
+
+        def peek() -> int:
+            try:
+                outbox_db.peek(str(state))
+            except OutboxError as e:
+                print(e, file=sys.stderr)
+                return 1
+            return 0
+
+        code, err = _call_as_nobody(peek)
+        assert code == 1 and "cannot read the outbox" in err and "run it with sudo" in err, (code, err)
     finally:
         import shutil
 
