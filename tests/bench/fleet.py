@@ -552,11 +552,11 @@ def after_outage(fleet: Fleet, variant: Outage) -> tuple[Row, dict[str, float]]:
             # 503 on to the last terminal steady (its tail is the collector's own last hold)
             shedding = sum(s.served[shed[0]:shed[-1] + 1]) / (cap * (shed[-1] + 1 - shed[0]))
             loaded = [sec for sec in range(lo, hi) if s.free[sec - 1] >= cap]
-            waiting = sum(s.served[sec] for sec in loaded) / (cap * max(1, len(loaded)))
+            free = sum(s.served[sec] for sec in loaded) / (cap * max(1, len(loaded)))
             to_end = sum(s.served[shed[0]:hi]) / (cap * max(1, hi - shed[0]))
-            figures["shedding"], figures["to_end"], figures["waiting"] = shedding, to_end, waiting
+            figures["shedding"], figures["to_end"], figures["free"] = shedding, to_end, free
             util = (f"{100 * shedding:.0f} % while it sheds ({shed[-1] + 1 - shed[0]} s); "
-                    f"{100 * waiting:.0f} % while the fleet was free to send a second of its work ({len(loaded)} s); "
+                    f"{100 * free:.0f} % while the fleet was free to send a second of its work ({len(loaded)} s); "
                     f"{100 * to_end:.0f} % from the first 503 to drained")
         else:
             util = f"never full ({100 * overall:.0f} % from its return to drained)"
@@ -712,7 +712,7 @@ def bars(rows: list[Row], outages: dict[str, dict[str, float]], sizes: Sizes) ->
             continue
         if "shedding" in f:
             add(f"{name}: utilisation >= 90 % while the fleet is free to send a second of its work or more",
-                f"{100 * f['waiting']:.0f} %", f["waiting"] >= 0.9)
+                f"{100 * f['free']:.0f} %", f["free"] >= 0.9)
             add(f"{name}: the same, while it sheds (first to last 503)", f"{100 * f['shedding']:.0f} %",
                 f["shedding"] >= 0.9)
             add(f"{name}: the same, from the first 503 to the last terminal drained (its tail is one "

@@ -51,7 +51,7 @@ def test_work_held_by_the_collectors_retry_after_is_not_counted_free() -> None:
     limited = fleet.Collector(capacity=100.0, retry_after="30", ratelimit_policy='"drain";q=10;w=60')
     _, figures = fleet.after_outage(hour, fleet.Outage("back", "shed", limited))
     assert hour.active == 0
-    assert 0.0 < figures["to_end"] <= figures["waiting"] <= 1.0 and 0.0 < figures["shedding"] <= 1.0
+    assert 0.0 < figures["to_end"] <= figures["free"] <= 1.0 and 0.0 < figures["shedding"] <= 1.0
 
 
 def test_heartbeat_offset_is_stable_inside_the_interval_and_uniform() -> None:
