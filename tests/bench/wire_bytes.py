@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.loopback import LoopbackServer
+
 RELAY_SLICE = 0.2
 
 
@@ -37,31 +39,12 @@ class Relay:
         self.down = 0  # server -> client
         self.changed = time.monotonic()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(8)
-        self._listener.settimeout(RELAY_SLICE)
-        self.port = int(self._listener.getsockname()[1])
-        self._threads = [threading.Thread(target=self._accept, daemon=True)]
-        self._threads[0].start()
+        self._server = LoopbackServer(self._relay, slice_s=RELAY_SLICE)
+        self.port = self._server.port
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            server = socket.create_connection(("127.0.0.1", self.target), timeout=5.0)
-            th = threading.Thread(target=self._pump, args=(client, server), daemon=True)
-            th.start()
-            self._threads.append(th)
-
-    def _pump(self, client: socket.socket, server: socket.socket) -> None:
-        with client, server:
-            while not self._stop.is_set():
+    def _relay(self, client: socket.socket, stop: threading.Event) -> None:
+        with socket.create_connection(("127.0.0.1", self.target), timeout=5.0) as server:
+            while not stop.is_set():
                 ready, _, _ = select.select([client, server], [], [], RELAY_SLICE)
                 for sock in ready:
                     data = sock.recv(65536)
@@ -95,10 +78,7 @@ class Relay:
             return self.up + self.down
 
     def close(self) -> None:
-        self._stop.set()
-        self._listener.close()
-        for th in self._threads:
-            th.join(2.0)
+        self._server.close(join_connections=True)
 
 
 def heartbeat_body(state_dir: Path) -> bytes:

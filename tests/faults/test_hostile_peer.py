@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
+from tests.loopback import LoopbackServer
 
 PASSWORD = "pa#ss?w/rd@99"
 
@@ -23,24 +24,10 @@ class EchoingUpsd:
     after the password, and every GET with ``ERR ACCESS-DENIED <the password>``."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self.server = LoopbackServer(self._talk)
+        self.port = self.server.port
 
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
-
-    def _talk(self, conn: socket.socket) -> None:
+    def _talk(self, conn: socket.socket, stop: threading.Event) -> None:
         conn.settimeout(5.0)
         with conn, conn.makefile("rwb", buffering=0) as f:
             for _ in range(50):  # bounded: a client says a few lines at most
@@ -60,9 +47,7 @@ class EchoingUpsd:
                 f.write(reply.encode() + b"\n")
 
     def close(self) -> None:
-        self.stop.set()
-        self.sock.close()
-        self.thread.join(5.0)
+        self.server.close()
 
 
 @pytest.fixture

@@ -17,45 +17,9 @@ from posagent.core.base import CheckContext, Result, Status
 from posagent.drivers.host import HostDriver
 from posagent.selftest.runner import Runner
 from tests.conftest import DriverBuilder, device_entry, device_set, need_binary
+from tests.loopback import LoopbackServer
 
-
-class Server:
-    """A loopback TCP server whose per-connection behaviour the test chooses."""
-
-    def __init__(self, handler, tls: ssl.SSLContext | None = None) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.handler = handler
-        self.tls = tls
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
-
-    def _one(self, conn: socket.socket) -> None:
-        try:
-            if self.tls is not None:
-                conn = self.tls.wrap_socket(conn, server_side=True)
-            self.handler(conn, self.stop)
-        except (OSError, ssl.SSLError):
-            pass
-        finally:
-            conn.close()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.sock.close()
-        self.thread.join(2)
+Server = LoopbackServer  # the name its tests use
 
 
 def http_reply(status: int, delay: float = 0.0):
