@@ -278,7 +278,7 @@ class Seen:
 class Watcher:
     """A paho client subscribed (QoS 1, persistent session) to ``topic`` on a broker,
     recording every message; it reconnects by itself when the broker comes back. Waits
-    use a Condition with a deadline."""
+    use a Condition with a deadline; ``subscribed`` is set when the broker's SUBACK came."""
 
     def __init__(self, port: int, topic: str = "posagent/#", *, client_id: str = "dashboard",
                  username: str = "", password: str = "") -> None:
@@ -287,12 +287,14 @@ class Watcher:
         self.seen: list[Seen] = []
         self._cond = threading.Condition()
         self._topic = topic
+        self.subscribed = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
                                   protocol=mqtt.MQTTv311)
         self.client.reconnect_delay_set(0.05, 0.5)
         if username:
             self.client.username_pw_set(username, password)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(self._topic, qos=1)
+        self.client.on_subscribe = lambda c, u, mid, codes, p: self.subscribed.set()
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port, keepalive=30)
         self.client.loop_start()

@@ -57,9 +57,17 @@ def test_killing_the_node_in_use_fails_over_to_another_without_a_gap(tmp_path: P
             first = cluster.node_of_port(int(str(transport.connected_to).rsplit(":", 1)[1]))
             survivor = next(n for n in cluster.nodes if n is not first)
             watcher = Watcher(survivor.mqtt_port, f"posagent/{TID}/#", client_id="nats-dashboard")
-            poll_until(lambda: watcher is not None and watcher.client.is_connected(), 10.0, "dashboard connected")
+            assert watcher.subscribed.wait(15.0), "the dashboard's SUBACK"
+            # The subscription must reach the node the agent publishes to (a route, and on
+            # NATS a JetStream consumer, which a loaded machine creates in seconds): a probe
+            # published there, QoS 1, until the dashboard sees one.
+            with Watcher(first.mqtt_port, "posagent-test/none", client_id="nats-probe") as probe:
+                for n in range(100):
+                    probe.publish(f"posagent/{TID}/probe", str(n).encode())
+                    if watcher.wait_for(lambda seen: any(s.topic.endswith("/probe") for s in seen), 0.2):
+                        break
+                assert watcher.on(f"posagent/{TID}/probe"), "a probe through the agent's node reached the dashboard"
             pause = threading.Event()
-            pause.wait(0.5)  # the dashboard's subscription reaches every node
             killed_at = reconnected_at = 0.0
             for i in range(60):
                 if i == 25:
@@ -82,7 +90,11 @@ def test_killing_the_node_in_use_fails_over_to_another_without_a_gap(tmp_path: P
                 return {json.loads(s.payload)["seq"] for s in seen if s.topic.endswith("/heartbeat")} >= set(
                     range(2, last + 1))
 
-            assert watcher.wait_for(all_seen, 15.0), cluster.logs()
+            if not watcher.wait_for(all_seen, 15.0):
+                got = {json.loads(s.payload)["seq"] for s in watcher.seen if s.topic.endswith("/heartbeat")}
+                missing = sorted(set(range(2, last + 1)) - got)
+                raise AssertionError(f"the dashboard never saw seq {missing} (of 2..{last}; "
+                                     f"the node died before seq 27)\n" + cluster.logs())
         finally:
             delivery.stop(5.0)
             box.close()
