@@ -81,9 +81,13 @@ def fast_delivery(box: Outbox, transport: MqttTransport, **kw: Any) -> Delivery:
 # -- bar 1: topics, payloads, contiguous seq, a broker killed and restarted ------------------------------
 def test_reports_arrive_on_their_topics_and_a_broker_kill_loses_none(mosquitto: Mosquitto, outbox: Outbox) -> None:
     with Watcher(mosquitto.port) as watcher:
-        poll_until(lambda: watcher.client.is_connected(), 5.0, "watcher connected")
+        assert watcher.subscribed.wait(5.0), "the watcher's SUBACK"
+        subscribed = time.time()
+        # mosquitto saves the watcher's session (autosave_interval 1) before the kill: its
+        # database written after the SUBACK (it writes a new file and renames it over)
+        db = mosquitto.root / "mosquitto.db"
+        poll_until(lambda: db.exists() and db.stat().st_mtime > subscribed, 10.0, "the session saved")
         pause = threading.Event()
-        pause.wait(1.2)  # mosquitto saves the watcher's session (autosave_interval 1) before the kill
         transport = MqttTransport(section(f"mqtt://127.0.0.1:{mosquitto.port}"), terminal_id=TID,
                                   backoff=(0.05, 0.5))
         delivery = fast_delivery(outbox, transport)
