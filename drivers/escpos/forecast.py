@@ -12,6 +12,7 @@ trade changes with the season), says how many days that is.
   Set it when the site buys another size.
 - The near-end sensor calibrates: while it is on, the roll is near its end whatever the
   count says (at most NEAR_END_PCT left).
+- Today's printing so far counts only once it is beyond the average (``usage_per_day``).
 - Without a roll length or without usage, the figures are None (null), never 0.
 
 Ribbon (impact printers) the same way: the ribbon's rated life in lines
@@ -48,8 +49,11 @@ def remaining_pct(used_mm: float, roll_mm: float, near_end: bool) -> float:
 
 def usage_per_day(daily_mm: dict[str, float], today: dt.date) -> float | None:
     """Paper used per day (mm; or lines, for the ribbon), weighted to recent days, from the
-    first day on record up to today (days without printing count as 0). None without any
-    record."""
+    first day on record through yesterday (days without printing count as 0). Today is not
+    over: what it printed so far is only a lower bound of its use, so it counts only once it
+    is beyond the average (a busy day shows at once; a morning does not make the roll last
+    longer, which made days-left jump every morning and fall through the day). On the first
+    day on record, today so far is all there is. None without any record."""
     days = sorted(d for d in daily_mm if d <= today.isoformat())
     if not days:
         return None
@@ -59,12 +63,15 @@ def usage_per_day(daily_mm: dict[str, float], today: dt.date) -> float | None:
         return None
     average: float | None = None
     for _ in range(400):  # bounded: the counters keep 30 days
-        if day > today:
+        if day >= today:
             break
         used = daily_mm.get(day.isoformat(), 0.0)
         average = used if average is None else ALPHA * used + (1 - ALPHA) * average
         day += dt.timedelta(days=1)
-    return average
+    so_far = daily_mm.get(today.isoformat(), 0.0)
+    if average is None:
+        return so_far
+    return ALPHA * so_far + (1 - ALPHA) * average if so_far > average else average
 
 
 def days_left(left_pct: float, roll_mm: float, per_day_mm: float | None) -> float | None:
