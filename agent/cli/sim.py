@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import signal
-import threading
 
 from posagent.cli.common import UsageError
 from posagent.config.urls import parse_url
 from posagent.core.i18n import _
+from posagent.core.waker import Waker
 from posagent.drivers.simulator import simulator_families, start_sim
 
 
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
             handle = start_sim(url.host, url.params)
             handles.append(handle)
             print(f"{raw}\t{handle.url}", flush=True)
-        stop = threading.Event()
+        stop = Waker()  # set in a signal handler: not a threading.Event (posagent.core.waker)
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
             stop.wait()

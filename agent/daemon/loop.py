@@ -23,7 +23,7 @@ random part of ``startup_jitter``. Heartbeats fall on this terminal's phase
 (``posagent.fleet.phase``: wall-clock instants ``k * interval + offset(terminal id)``), kept
 across restarts, reloads and clock steps. Events of faults a whole fleet sees at once (the
 acquirer unreachable) wait a random part of ``event_spread``, or go with the next heartbeat.
-Every wait is an Event wait.
+Every wait is an Event wait; the loop's own is a ``Waker``, which signal handlers may set.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from typing import Any
 from posagent.config.model import Config
 from posagent.core import power
 from posagent.core.base import Result
+from posagent.core.waker import Waker
 from posagent.daemon import interrupted, jobs
 from posagent.daemon.commands import Executor
 from posagent.daemon.inventory import InventoryTracker
@@ -81,7 +82,7 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.clock = clock
         self.state = AgentState(started_at=clock().replace(microsecond=0))
-        self._wake = threading.Event()
+        self._wake = Waker()  # set by signal handlers too: not a threading.Event (posagent.core.waker)
         self._rng = rng or random.Random()
         self._hold = StartupHold(booted, self._rng)
         self._notices: queue.SimpleQueue[tuple[str, str, Result]] = queue.SimpleQueue()

@@ -86,7 +86,7 @@ class DaemonProc:
         exe = shutil.which("posagent")
         cmd = [exe, "run", *args] if exe else [sys.executable, "-m", "posagent", "run", *args]
         self.stderr_path = workdir / f"daemon-{time.monotonic_ns()}.log"
-        full_env = {**os.environ, "NO_COLOR": "1", "TMPDIR": str(workdir), **(env or {})}
+        full_env = {**os.environ, "NO_COLOR": "1", "TMPDIR": str(workdir), "PYTHONFAULTHANDLER": "1", **(env or {})}
         full_env.pop("WATCHDOG_PID", None)
         full_env.pop("JOURNAL_STREAM", None)
         if notify is not None:
@@ -99,8 +99,19 @@ class DaemonProc:
         self.proc.send_signal(sig)
 
     def wait(self, timeout: float) -> int:
+        """The exit status; a daemon still running after ``timeout`` is made to dump every
+        thread's stack (SIGABRT: faulthandler, on by PYTHONFAULTHANDLER) and the test fails
+        with that dump, so a hang says where it hangs."""
         try:
             return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)
+            try:
+                self.proc.wait(10.0)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            raise AssertionError(f"the daemon did not exit within {timeout:g} s; its stderr and threads:\n"
+                                 + self.stderr()[-12000:]) from None
         finally:
             if self.proc.poll() is not None:
                 self._err.close()
