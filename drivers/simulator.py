@@ -9,6 +9,11 @@ in ``posagent sim``. Knobs common to every byte simulator:
     no_answer         swallow everything, answer nothing
     garbage           answer every request with bytes that are not a valid reply
     drop_after_bytes  hang up (close the pty/socket) after receiving this many bytes
+    line_baud         the unit's fixed line speed (pty only; 0: any). While the pty's speed
+                      (what the client's termios set: a UART would run at it) is another,
+                      the unit hears noise and answers nothing, as on a real line at the
+                      wrong baud rate: another program that changed the port's settings
+                      under a client holding it open makes the device go silent for it.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import os
 import select
 import socket
+import termios
 import threading
 import tty
 from dataclasses import dataclass
@@ -42,6 +48,7 @@ COMMON_KNOBS: dict[str, KnobSpec] = {
     "garbage": KnobSpec(bool, False, help="answer with invalid bytes"),
     "drop_after_bytes": KnobSpec(int, 0, help="hang up after receiving this many bytes (0 = never)"),
     "transport": KnobSpec(str, "pty", ("pty", "tcp"), help="serve on a pty or a loopback TCP port"),
+    "line_baud": KnobSpec(int, 0, help="the unit's line speed: at another pty speed it hears noise (0 = any)"),
 }
 
 
@@ -110,6 +117,7 @@ class ByteSimulator(Simulator):
     def __init__(self, **knobs: Any) -> None:
         super().__init__(**knobs)
         self.received = bytearray()  # everything the client sent, for tests
+        self.misheard = 0  # bytes sent at another line speed than line_baud (heard as noise)
         self.lock = threading.Lock()
         self._stop_event = threading.Event()
 
@@ -134,6 +142,18 @@ class ByteSimulator(Simulator):
             if self.k["garbage"] and reply:
                 return self.garbage_reply(data)
             return reply
+
+    def _hears(self, fd: int) -> bool:
+        """Whether the unit hears the client: the pty runs at its ``line_baud`` (a pty
+        master reads and sets the termios of its slave side)."""
+        want = int(self.k["line_baud"])
+        if want <= 0:
+            return True
+        try:
+            speed = termios.tcgetattr(fd)[5]  # ospeed: what the client's UART would send at
+        except termios.error:
+            return True
+        return bool(speed == getattr(termios, f"B{want}", None))
 
     def _delay(self) -> bool:
         """Simulated device latency; returns False when asked to stop meanwhile."""
@@ -187,6 +207,10 @@ class ByteSimulator(Simulator):
                     return
                 if not data:
                     return
+                if not self._hears(fd):
+                    with self.lock:
+                        self.misheard += len(data)
+                    continue
                 try:
                     reply = self._handle(data)
                 except SimDisconnect:

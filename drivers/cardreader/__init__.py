@@ -63,6 +63,8 @@ class CardReaderDriver(Driver):
     description = "magnetic-stripe card reader: serial echo/version, loopback plug, USB presence, swipe test"
     schemes = ("serial", "sim", "usb", "evdev")
     shares = ("guest", "owner")  # the POS application reads the cards; posagent asks between swipes
+    #: A reader gone silent or garbled on a port held open (owner): the link, not the reader.
+    repairable = frozenset({"READER_NO_RESPONSE", "READER_BAD_CHECKSUM", "READER_BAD_FRAME", "READER_PROTOCOL_ERROR"})
     needs = NEEDS
     url_example = "serial:///dev/ttyUSB0?baudrate=9600"
     Options = CardReaderOptions
@@ -81,6 +83,13 @@ class CardReaderDriver(Driver):
         knobs = {"profile": self.options.profile} if url is not None and url.host == "card-reader" else {}
         self._link = Link(device.url, where=f"card reader {device.name}", open_errors=OPEN_ERRORS,
                           sim_knobs=knobs, sim_setup=self._sim_setup, share=self.share)
+
+    def repair(self, result: Result, deadline: float) -> list[str]:
+        """docs/self-repair.md: as owner, the serial port reopened once per fault episode (its
+        settings applied again); nothing is sent to the reader. A guest opens it every time."""
+        if self._url.scheme not in ("serial", "sim") or result.code not in self.repairable:
+            return []
+        return self._link.reopen(deadline)
 
     def _sim_setup(self, sim: Simulator) -> None:
         if hasattr(sim, "profile"):

@@ -10,7 +10,8 @@ protocol error naming the raw line. The port is reached through a ``Link``
 (``drivers/transport/link.py``): as an owner (the default: no POS application talks to the
 UPS line) it stays open between queries and a stale one is reopened once after an I/O
 error; with ``share = "guest"`` (a line another program also polls) every query opens,
-locks, asks and closes, like the printer's guest mode.
+locks, asks and closes, like the printer's guest mode. A UPS gone silent or garbled on a port
+held open gets the port reopened once per fault episode (self-repair, docs/self-repair.md).
 
 Checks: ``status`` (internal); ``battery_test`` (external, only with ``battery_test =
 true``): the Megatec ``T`` 10-second battery test, run only outside business hours
@@ -84,6 +85,7 @@ class MegatecDriver(Driver):
     description = "UPS on a serial line speaking Megatec Q1 (most small line-interactive UPSes)"
     schemes = ("serial", "sim")
     shares = ("owner", "guest")  # no POS application talks to the UPS line (NUT drivers hold theirs)
+    repairable = frozenset({"UPS_NO_RESPONSE", "UPS_PROTOCOL_ERROR"})  # the link, never the UPS itself
     url_example = "serial:///dev/ttyS1?baudrate=2400"
     support = "beta"
     codes = CODES
@@ -98,6 +100,12 @@ class MegatecDriver(Driver):
         self._asked_info = False
         self._memo = SilenceMemo(memo_path(env.state_dir, device.name)) if env.state_dir else None
         self._battery_log = bh.BatteryLog(bh.log_path(env.state_dir, device.name)) if env.state_dir else None
+
+    def repair(self, result: Result, deadline: float) -> list[str]:
+        """docs/self-repair.md: a UPS gone silent or garbled on a port held open gets the
+        port reopened once per fault episode (its 2400 8N1 applied again: another program
+        may have changed the line's settings under it); nothing is sent to the UPS."""
+        return self._link.reopen(deadline) if result.code in self.repairable else []
 
     def _forget_connection(self) -> None:
         self._asked_info = False  # F and I are asked again on the next port opened

@@ -149,6 +149,21 @@ class Link:
         with self.lock:
             self._drop()
 
+    def reopen(self, deadline: float) -> list[str]:
+        """Self-repair's ``reopen`` step (docs/self-repair.md) for a device held open (owner,
+        proxy): between exchanges, drop the stream, so the next exchange opens the port
+        afresh and applies its settings again (a line another program set to another speed
+        under the open port, an adapter that re-enumerated). ``["reopen"]`` when done; []
+        as a guest (it opens the port for every exchange anyway) or when an exchange held
+        the link until ``deadline`` (time.monotonic())."""
+        if not self.hold or not self.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            return []
+        try:
+            self._drop()
+            return ["reopen"]
+        finally:
+            self.lock.release()
+
     def close(self, wait: float = 2.0) -> None:
         """Close the stream (and stop what a guest's opener kept running); waits up to
         ``wait`` seconds for an exchange in progress (a hung check may hold the lock), then

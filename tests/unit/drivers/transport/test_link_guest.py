@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -78,3 +79,35 @@ def test_busy_is_raised_at_once_or_waited_for() -> None:
         link.close()
         holder.wait(10)
         handle.stop()
+
+
+def test_reopen_drops_an_owners_stream_between_exchanges_and_leaves_a_guest_alone() -> None:
+    """Self-repair's ``reopen`` (docs/self-repair.md): an owner's port opens afresh on the
+    next exchange; a guest opens it for every exchange anyway; an exchange in progress is
+    never cut (the repair gives up at its deadline)."""
+    owner = Link(parse_url("sim://escpos"), where="printer", share="owner")
+    guest = Link(parse_url("sim://escpos"), where="printer", share="guest")
+    try:
+        owner.exchange(ask)
+        assert owner.reopen(time.monotonic() + 1.0) == ["reopen"] and owner.stream is None
+        owner.exchange(ask)
+        assert owner.opens == 2
+        guest.exchange(ask)
+        assert guest.reopen(time.monotonic() + 1.0) == []
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with owner.lock:
+                held.set()
+                release.wait(5.0)
+
+        t = threading.Thread(target=hold, daemon=True)
+        t.start()
+        assert held.wait(5.0)
+        assert owner.reopen(time.monotonic() + 0.05) == []  # an exchange holds the link: not cut
+        assert owner.stream is not None
+        release.set()
+        t.join(5.0)
+    finally:
+        owner.close()
+        guest.close()
