@@ -4,8 +4,9 @@ Why not ``threading.Event``: ``Event.set()`` takes the Event's lock, and a Pytho
 handler runs in the main thread between any two bytecodes, also while the main thread
 itself holds that very lock (inside ``clear()`` or ``wait()``). ``set()`` then waits for
 a lock its own thread holds: the daemon hangs on SIGTERM or SIGHUP, until systemd kills
-it. Rare (a few bytecodes a loop turn), but a fleet sends a lot of signals; it happened
-in this project's CI.
+it. Rare (a few bytecodes a loop turn), but a fleet sends a lot of signals; a daemon in
+this project's test suite once did not stop on SIGTERM, and a signal storm against an
+Event hangs every time (tests/unit/core/test_waker.py).
 
 ``Waker`` is the self-pipe of C daemons instead: ``set()`` writes a byte without taking
 any lock (a full pipe is already set), ``clear()`` drains it, ``wait()`` polls the read

@@ -44,8 +44,8 @@ def test_another_thread_wakes_a_waiter() -> None:
 
 # A signal every half millisecond, its handler setting the waker, while the main thread
 # clears and waits as the daemon's loop does. With a threading.Event in its place this
-# hangs (the handler waits for the Event's lock, which the interrupted main thread holds):
-# that is how a daemon hung on SIGTERM in CI.
+# hangs (the handler waits for the Event's lock, which the interrupted main thread holds),
+# as a daemon may on SIGTERM.
 STORM = """
 import signal, sys
 from posagent.core.waker import Waker
