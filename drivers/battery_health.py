@@ -186,33 +186,55 @@ def log_path(state_dir: str, device_name: str) -> str:
     return state_path(state_dir, "battery", device_name)
 
 
+@dataclass(frozen=True)
+class Kept:
+    """What a battery log holds, from one read: the tests, and the last battery change
+    (``posagent ups battery-changed``: when, in local time with its offset, and the old
+    battery's test count and last health figure)."""
+
+    tests: list[BatteryTest]
+    changed_at: str | None = None
+    replaced: dict[str, Any] | None = None
+
+    @property
+    def changed_on(self) -> dt.date | None:
+        """The day the battery was last changed (local to where it was recorded)."""
+        try:
+            return dt.datetime.fromisoformat(self.changed_at).date() if self.changed_at else None
+        except ValueError:
+            return None
+
+    def to_json(self, tests: list[BatteryTest]) -> dict[str, Any]:
+        """The file's object, with ``tests`` as its tests and this change kept."""
+        change = {k: v for k, v in (("changed_at", self.changed_at), ("replaced", self.replaced)) if v is not None}
+        return {"schema": 1, **change, "tests": [t.to_json() for t in tests]}
+
+
 class BatteryLog:
     """One UPS's battery tests in the state dir; a missing or corrupt file is an empty log."""
 
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def read(self) -> dict[str, Any]:
-        return read_json(self.path)
+    def load(self) -> Kept:
+        """The log, read once (a status poll reads it at every round)."""
+        raw = read_json(self.path)
+        tests = raw.get("tests")
+        kept = [t for t in (BatteryTest.from_json(x) for x in tests[:KEEP_TESTS * 2]) if t is not None] \
+            if isinstance(tests, list) else []
+        changed_at, replaced = raw.get("changed_at"), raw.get("replaced")
+        return Kept(kept, changed_at if isinstance(changed_at, str) else None,
+                    replaced if isinstance(replaced, dict) else None)
 
     def tests(self) -> list[BatteryTest]:
-        raw = self.read().get("tests")
-        if not isinstance(raw, list):
-            return []
-        return [t for t in (BatteryTest.from_json(x) for x in raw[:KEEP_TESTS * 2]) if t is not None]
-
-    def changed_on(self) -> dt.date | None:
-        """The day the battery was last changed, as ``posagent ups battery-changed`` recorded it."""
-        at = self.read().get("changed_at_unix")
-        return dt.date.fromtimestamp(float(at)) if isinstance(at, (int, float)) and at > 0 else None
+        return self.load().tests
 
     def add(self, test: BatteryTest) -> list[BatteryTest]:
         """Keep ``test`` (the baseline tests and the latest ones). Raises OSError."""
-        raw = self.read()
-        tests = [*self.tests(), test]
+        kept = self.load()
+        tests = [*kept.tests, test]
         tests = tests[:BASELINE_TESTS] + tests[BASELINE_TESTS:][-(KEEP_TESTS - BASELINE_TESTS):]
-        kept: dict[str, Any] = {k: raw[k] for k in ("changed_at", "changed_at_unix", "replaced") if k in raw}
-        write_json(self.path, {"schema": 1, **kept, "tests": [t.to_json() for t in tests]}, indent=1)
+        write_json(self.path, kept.to_json(tests), indent=1)
         return tests
 
     def changed(self, now: float, *, aged_pct: float) -> tuple[int, float | None]:
@@ -222,6 +244,6 @@ class BatteryLog:
         old = self.tests()
         health = assess(old, aged_pct=aged_pct).health_pct
         when = dt.datetime.fromtimestamp(now).astimezone().isoformat(timespec="seconds")
-        write_json(self.path, {"schema": 1, "changed_at": when, "changed_at_unix": round(now, 3),
-                               "replaced": {"tests": len(old), "health_pct": health}, "tests": []}, indent=1)
+        change = Kept([], when, {"tests": len(old), "health_pct": health})
+        write_json(self.path, change.to_json([]), indent=1)
         return len(old), health

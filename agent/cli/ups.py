@@ -42,12 +42,11 @@ def run(args: argparse.Namespace) -> int:
     if code is not None:
         return code
     if args.action == "battery":
-        tests = log.tests()
-        raw = log.read()
+        kept = log.load()
         shown = {"ups": device.name, "file": log.path,
-                 "battery_health_pct": bh.assess(tests, aged_pct=aged_pct).health_pct,
-                 "changed_at": raw.get("changed_at"), "replaced": raw.get("replaced"),
-                 "tests": [t.to_json() for t in tests]}
+                 "battery_health_pct": bh.assess(kept.tests, aged_pct=aged_pct).health_pct,
+                 "changed_at": kept.changed_at, "replaced": kept.replaced,
+                 "tests": [t.to_json() for t in kept.tests]}
         json.dump(shown, sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
         return 0

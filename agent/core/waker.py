@@ -50,9 +50,6 @@ class Waker:
             except (BlockingIOError, OSError):
                 return
 
-    def is_set(self) -> bool:
-        return self.wait(0.0)
-
     def wait(self, timeout: float | None = None) -> bool:
         """True when set (now or within ``timeout`` seconds; None: however long); it stays set."""
         ms = None if timeout is None else max(0, int(timeout * 1000.0 + 0.999))

@@ -175,10 +175,11 @@ class NutDriver(Driver):
         day ``posagent ups battery-changed`` recorded if that is later (a UPS that keeps no
         battery.date, or was not told of the new battery)."""
         log_ = self._battery_log()
+        kept = log_.load() if log_ is not None else bh.Kept([])  # one read of the file a poll
         if tests is None:
-            tests = log_.tests() if log_ is not None else []
+            tests = kept.tests
         dates = [bh.parse_date(variables.get("battery.date")) or bh.parse_date(variables.get("battery.mfr.date")),
-                 log_.changed_on() if log_ is not None else None]
+                 kept.changed_on]
         installed = max((d for d in dates if d is not None), default=None)
         return bh.assess(tests, aged_pct=self.options.battery_aged_pct, installed=installed,
                          life_years=self.options.battery_life_years)

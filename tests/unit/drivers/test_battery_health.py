@@ -72,3 +72,19 @@ def test_the_log_keeps_the_baseline_and_is_bounded(tmp_path: Path) -> None:
     assert kept[-1].at_unix == float(bh.KEEP_TESTS + 9)
     Path(log.path).write_text("{not json")
     assert log.tests() == []  # corrupt: an empty log, never a crash
+
+
+def test_a_battery_change_is_kept_through_later_tests_and_read_in_one_go(tmp_path: Path) -> None:
+    log = bh.BatteryLog(bh.log_path(str(tmp_path), "ups"))
+    for d in (0.5, 0.5, 1.2):
+        log.add(bh.BatteryTest(1_700_000_000.0 + d, drop_v=d))
+    now = dt.datetime(2026, 12, 5, 23, 30).astimezone().timestamp()
+    count, _health = log.changed(now, aged_pct=70)
+    assert count == 3
+    log.add(bh.BatteryTest(now + 86400, drop_v=0.4))  # the new battery's first test
+    kept = log.load()
+    assert [t.drop_v for t in kept.tests] == [0.4]
+    assert kept.changed_on == dt.date(2026, 12, 5) and kept.replaced is not None and kept.replaced["tests"] == 3
+    Path(log.path).write_text('{"schema": 1, "changed_at": "not a date", "replaced": [], "tests": {}}')
+    damaged = log.load()  # a hand-edited file: nothing of it is believed, nothing crashes
+    assert damaged.tests == [] and damaged.changed_on is None and damaged.replaced is None
